@@ -1,0 +1,132 @@
+"""diffbench command line: parse -> config -> one library call.
+
+Exit codes: 0 success, 1 a cell failed, 2 bad usage, bad config or bad input.
+"""
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bench.errors import DiffbenchError
+
+EPILOG = """examples:
+  diffbench run quick                 run the default suite, then render its report
+  diffbench run my-suite.toml         run a suite from a TOML file
+  diffbench ls methods                list registered methods
+  diffbench report quick              re-render reports/quick/ from stored rows
+  diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffbench", description="Benchmark diffusion sampling methods.", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a suite and render its report",
+                              epilog="example: diffbench run quick --results-dir results",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("suite", help="a suite name from suites/ or a path to a .toml file")
+    _add_dirs(run)
+    run.add_argument("--no-report", action="store_true", help="skip rendering the report")
+
+    ls = commands.add_parser("ls", help="list registered things",
+                             epilog="example: diffbench ls methods")
+    ls.add_argument("what", choices=["methods", "datasets", "metrics", "suites", "recipes"])
+
+    report = commands.add_parser("report", help="render reports/<suite>/ from stored rows",
+                                 epilog="example: diffbench report quick")
+    report.add_argument("suite", help="suite name (its rows are read from the results dir)")
+    _add_dirs(report)
+
+    train = commands.add_parser("train", help="train (or resume) a model recipe into the cache",
+                                epilog="example: diffbench train eps --dataset mnist5k")
+    train.add_argument("recipe", help="a model recipe name (see `diffbench ls recipes`)")
+    train.add_argument("--dataset", help="dataset for a template recipe (default: mnist5k)")
+    return parser
+
+
+def _add_dirs(parser):
+    parser.add_argument("--results-dir", type=Path, default=Path("results"),
+                        help="where results/<suite>/ lives (default: ./results)")
+    parser.add_argument("--reports-dir", type=Path, default=Path("reports"),
+                        help="where reports/<suite>/ is written (default: ./reports)")
+
+
+def cmd_run(args) -> int:
+    from bench.config import load_suite
+    from bench.report import render_report
+    from bench.runner import run_suite
+    config = load_suite(args.suite)
+    outcome = run_suite(config, args.results_dir)
+    print(f"rows: {outcome.rows_written} written, {outcome.cells_skipped} already stored; "
+          f"results in {outcome.results_path}")
+    if not args.no_report:
+        out = render_report(config.name, args.results_dir, args.reports_dir)
+        print(f"report: {out / 'leaderboard.md'}")
+    if outcome.failed:
+        print(f"{outcome.failed} cell(s) failed (status error or nonfinite)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_ls(args) -> int:
+    if args.what == "methods":
+        from methods import METHODS
+        for name, m in METHODS.items():
+            print(f"{name:24s} {m.task:9s} model={m.model:6s} v{m.version}  {m.paper}")
+    elif args.what == "datasets":
+        from bench.datasets import DATASETS
+        for name, loader in DATASETS.items():
+            print(f"{name:24s} {(loader.__doc__ or '').strip()}")
+    elif args.what == "metrics":
+        from bench.metrics import METRICS
+        for name, m in METRICS.items():
+            print(f"{name:24s} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
+    elif args.what == "recipes":
+        from bench.recipes import RECIPES
+        for name, r in RECIPES.items():
+            print(f"{name:24s} model={r.model} objective={r.objective} "
+                  f"dataset={r.dataset or '(suite dataset)'} steps={r.budget.steps}")
+    else:
+        from bench.config import SUITE_DIRS
+        for name in sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")}):
+            print(name)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from bench.report import render_report
+    out = render_report(args.suite, args.results_dir, args.reports_dir)
+    print(f"report: {out / 'leaderboard.md'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from bench.recipes import ensure_trained, resolve_recipe, RECIPES
+    recipe = RECIPES.get(args.recipe)
+    dataset = args.dataset or recipe.dataset or "mnist5k"
+    model = ensure_trained(resolve_recipe(args.recipe, dataset, "--dataset"))
+    print(f"model {model.recipe.name}: checkpoint sha256 {model.checkpoint_sha256[:16]}, "
+          f"{model.num_parameters} parameters")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except DiffbenchError as err:
+        print(f"diffbench: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("diffbench: interrupted; finished rows are stored, run again to resume",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,223 @@
+"""Suite configuration: TOML (tomllib) -> frozen dataclasses, validated before any work starts.
+
+Every key is checked: an unknown key, a wrong type, an unknown method, recipe or dataset is a
+DiffbenchError naming the key and the file.
+"""
+import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bench.datasets import DATASETS
+from bench.errors import DiffbenchError
+from bench.paths import REPO_ROOT
+from bench.registry import validate_name
+
+SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    recipe: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class CellSpec:
+    method: str
+    steps: int
+    hparams: tuple[tuple[str, Any], ...] = ()   # as written in the suite (resolved later)
+
+    @property
+    def label(self) -> str:
+        extra = ", ".join(f"{k}={v}" for k, v in self.hparams)
+        return f"{self.method}({extra})" if extra else self.method
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteConfig:
+    name: str
+    path: str
+    description: str = ""
+    dataset: str = "mnist5k"
+    n_samples: int = 500
+    seed: int = 0
+    batch_size: int = 100
+    warmup_batches: int = 1
+    reference_split: str = "train"
+    feature_extractor: str = "lenet"
+    metrics: tuple[str, ...] = ("fid",)
+    device: str = "cpu"
+    grid_size: int = 64
+    models: tuple[tuple[str, ModelSpec], ...] = ()
+    cells: tuple[CellSpec, ...] = ()
+
+    def model_spec(self, kind: str) -> ModelSpec:
+        from bench.recipes import default_recipe_name
+        return dict(self.models).get(kind) or ModelSpec(default_recipe_name(kind, self.dataset))
+
+
+SUITE_KEYS = {f.name: f for f in dataclasses.fields(SuiteConfig)
+              if f.name not in ("name", "path", "models", "cells")}
+CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict}
+
+
+def _check_type(value, default, where: str):
+    expected = type(default)
+    if expected is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DiffbenchError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not expected:
+        raise DiffbenchError(f"{where} must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def find_suite(spec: str) -> Path:
+    """A path to a TOML file, or a suite name looked up in ./suites then the repository's."""
+    path = Path(spec)
+    if path.suffix == ".toml" or "/" in spec or "\\" in spec:
+        if not path.is_file():
+            raise DiffbenchError(f"suite file {spec!r} does not exist: check the path")
+        return path
+    validate_name(spec, "suite name")
+    for directory in SUITE_DIRS:
+        if (directory / f"{spec}.toml").is_file():
+            return directory / f"{spec}.toml"
+    known = sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")})
+    raise DiffbenchError(f"unknown suite {spec!r}; valid names: {', '.join(known) or '(none)'} "
+                         "(or give a path to a .toml file)")
+
+
+def load_suite(spec: str) -> SuiteConfig:
+    path = find_suite(spec)
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise DiffbenchError(f"{where}: malformed TOML ({err}): fix the file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DiffbenchError(f"{where}: cannot read suite file ({err})") from None
+    return parse_suite(data, path)
+
+
+def parse_suite(data: dict, path: Path) -> SuiteConfig:
+    where = str(path)
+    unknown = sorted(set(data) - {"suite", "models", "cells"})
+    if unknown:
+        raise DiffbenchError(f"{where}: unknown top-level key {unknown[0]!r}; "
+                             "valid: suite, models, cells")
+    name = validate_name(path.stem, f"suite name (from file {where})")
+    fields = {}
+    for key, value in _table(data.get("suite", {}), "[suite]", where).items():
+        if key not in SUITE_KEYS:
+            raise DiffbenchError(f"{where}: unknown key [suite].{key}; valid: {', '.join(SUITE_KEYS)}")
+        fields[key] = _check_type(value, SUITE_KEYS[key].default, f"{where}: [suite].{key}")
+    config = SuiteConfig(name=name, path=str(path), **fields)
+    config = dataclasses.replace(config, dataset=_resolve_dataset(config.dataset, path),
+                                 models=_parse_models(data.get("models", {}), where),
+                                 cells=_parse_cells(data.get("cells", []), where))
+    _validate(config, where)
+    return config
+
+
+def _table(value, what, where) -> dict:
+    if not isinstance(value, dict):
+        raise DiffbenchError(f"{where}: {what} must be a table")
+    return value
+
+
+def _resolve_dataset(spec: str, suite_path: Path) -> str:
+    if spec in DATASETS:
+        return spec
+    candidate = Path(spec).expanduser()
+    if not candidate.is_absolute() and (suite_path.parent / candidate).exists():
+        candidate = suite_path.parent / candidate
+    if candidate.exists():
+        return str(candidate.resolve())
+    raise DiffbenchError(f"{suite_path}: unknown dataset {spec!r}; valid names: "
+                         f"{', '.join(DATASETS)}; or give a folder of images or an .npz file")
+
+
+def _parse_models(models, where) -> tuple[tuple[str, ModelSpec], ...]:
+    parsed = []
+    for kind, spec in _table(models, "[models]", where).items():
+        if isinstance(spec, str):
+            spec = {"recipe": spec}
+        spec = dict(_table(spec, f"[models.{kind}]", where))
+        recipe = spec.pop("recipe", None)
+        if recipe is None:
+            raise DiffbenchError(f"{where}: [models.{kind}] needs a 'recipe' key")
+        parsed.append((kind, ModelSpec(recipe, tuple(sorted(spec.items())))))
+    return tuple(parsed)
+
+
+def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
+    if not isinstance(cells, list) or not cells:
+        raise DiffbenchError(f"{where}: needs at least one [[cells]] entry")
+    expanded = []
+    for number, cell in enumerate(cells, 1):
+        what = f"[[cells]] #{number}"
+        cell = _table(cell, what, where)
+        for key in cell:
+            if key not in CELL_KEYS:
+                raise DiffbenchError(f"{where}: unknown key {key!r} in {what}; "
+                                     f"valid: {', '.join(CELL_KEYS)}")
+        if not isinstance(cell.get("method"), str):
+            raise DiffbenchError(f"{where}: {what} needs a 'method' string")
+        steps = cell.get("steps", [])
+        if not isinstance(steps, list) or not steps or not all(
+                type(s) is int and s > 0 for s in steps):
+            raise DiffbenchError(f"{where}: {what}.steps must be a non-empty list of positive ints")
+        hparams = _table(cell.get("hparams", {}), f"{what}.hparams", where)
+        sweep = _table(cell.get("sweep", {}), f"{what}.sweep", where)
+        for key, values in sweep.items():
+            if not isinstance(values, list) or not values:
+                raise DiffbenchError(f"{where}: {what}.sweep.{key} must be a non-empty list")
+        for combo in itertools.product(*sweep.values()):
+            merged = {**hparams, **dict(zip(sweep, combo))}
+            for steps_value in steps:
+                expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items()))))
+    return tuple(expanded)
+
+
+def _validate(config: SuiteConfig, where: str) -> None:
+    from bench.metrics import EXTRACTORS, METRICS
+    from bench.recipes import RECIPES, resolve_recipe
+    from methods import METHODS
+
+    def named(registry, name, what):
+        if name not in registry:
+            valid = ", ".join(registry)
+            raise DiffbenchError(f"{where}: unknown {what} {name!r}; valid names: {valid}")
+        return registry.get(name)
+
+    for metric in config.metrics:
+        named(METRICS, metric, "metric")
+    named(EXTRACTORS, config.feature_extractor, "feature extractor")
+    for number in ("n_samples", "batch_size", "grid_size"):
+        if getattr(config, number) <= 0:
+            raise DiffbenchError(f"{where}: [suite].{number} must be positive")
+    if config.n_samples < (config.warmup_batches + 1) * config.batch_size:
+        raise DiffbenchError(f"{where}: n_samples must cover warmup_batches + 1 batches so that "
+                             "at least one timed round remains; raise n_samples or lower batch_size")
+    if config.reference_split not in ("train", "test"):
+        raise DiffbenchError(f"{where}: [suite].reference_split must be 'train' or 'test'")
+    for kind, spec in config.models:
+        named(RECIPES, spec.recipe, "model recipe")
+        resolve_recipe(spec.recipe, config.dataset, where).with_overrides(
+            dict(spec.overrides), f"{where}: [models.{kind}]")
+    for cell in config.cells:
+        method = named(METHODS, cell.method, "method")
+        try:
+            method.resolve_hparams(dict(cell.hparams))
+        except (KeyError, TypeError) as err:
+            raise DiffbenchError(f"{where}: {err.args[0]}") from None
+        if method.task != "generate":
+            raise DiffbenchError(f"{where}: method {cell.method!r} has task {method.task!r}; "
+                                 "this harness version runs 'generate' methods only")
+        spec = config.model_spec(method.model)
+        named(RECIPES, spec.recipe, "model recipe")

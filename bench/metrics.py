@@ -1,0 +1,95 @@
+"""Quality metrics as pure functions: features -> statistics -> number (torch-fidelity's chain).
+
+FID uses torch-fidelity's `fid_features_to_statistics` and `fid_statistics_to_metric`; features
+come from a registered extractor. Reference statistics are cached by dataset hash, split,
+extractor and its weights hash.
+"""
+import dataclasses
+import hashlib
+from typing import Callable
+
+import numpy as np
+import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+from bench.datasets import load_dataset
+from bench.features import Extractor, lenet_extractor
+from bench.paths import atomic_write, cache_dir
+from bench.quantize import QUANTISATION, to_uint8
+from bench.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool
+    description: str
+
+
+METRICS: Registry[Metric] = Registry("metric")
+METRICS.register("fid", Metric("fid", False, "Frechet distance between feature Gaussians"))
+
+EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")
+EXTRACTORS.register("lenet", lenet_extractor)
+
+
+def load_extractor(name: str, dataset_spec: str) -> Extractor:
+    """`lenet` resolves to the LeNet trained on the suite's dataset (`lenet-<dataset>`)."""
+    return EXTRACTORS.get(name)(dataset_spec)
+
+
+def features_of(extractor: Extractor, images_uint8: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    chunks = [extractor(images_uint8[i:i + batch_size])[extractor.feature_layer]
+              for i in range(0, len(images_uint8), batch_size)]
+    return torch.cat(chunks).double().cpu()
+
+
+def fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
+    return fid_features_to_statistics(features.double())
+
+
+def fid_from_statistics(stats_a: dict, stats_b: dict) -> float:
+    return float(fid_statistics_to_metric(stats_a, stats_b, verbose=False)["frechet_inception_distance"])
+
+
+def statistics_hash(stats: dict) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(stats["mu"]).tobytes())
+    digest.update(np.ascontiguousarray(stats["sigma"]).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def reference_statistics(extractor: Extractor, dataset_spec: str, split: str) -> tuple[dict, int]:
+    """FID statistics of a dataset split, computed once and cached; returns (stats, count)."""
+    dataset = load_dataset(dataset_spec)
+    name = f"{dataset.content_hash}-{split}-{extractor.name}-{extractor.weights_sha256[:16]}.npz"
+    path = cache_dir() / "stats" / name
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as cached:
+                return {"mu": cached["mu"], "sigma": cached["sigma"]}, int(cached["count"])
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
+    images, _ = dataset.split(split)
+    stats = fid_statistics(features_of(extractor, to_uint8(images)))
+    import io
+    buffer = io.BytesIO()
+    np.savez(buffer, mu=stats["mu"], sigma=stats["sigma"], count=len(images))
+    atomic_write(path, buffer.getvalue())
+    return stats, len(images)
+
+
+def fid_protocol(extractor: Extractor, dataset_spec: str, split: str, stats: dict,
+                 reference_count: int, n_samples: int) -> dict:
+    """The metric protocol fingerprint stored with every row."""
+    return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
+            "feature_layer": extractor.feature_layer, "resize": None,
+            "quantisation": QUANTISATION, "n_samples": n_samples,
+            "reference": {"dataset": load_dataset(dataset_spec).name,
+                          "dataset_hash": load_dataset(dataset_spec).content_hash,
+                          "split": split, "count": reference_count,
+                          "statistics_hash": statistics_hash(stats)}}
+
+
+def protocol_fingerprint(protocol: dict) -> str:
+    import json
+    return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:16]

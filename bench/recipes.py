@@ -1,0 +1,157 @@
+"""Model recipes: network config + training objective + dataset + training budget.
+
+A recipe's hash (with the dataset's content hash) is its checkpoint's cache key, so changing
+any of them trains a new model and never reuses a stale one.
+"""
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from bench.checkpoints import checkpoint_exists, load_checkpoint
+from bench.datasets import ImageDataset, load_dataset
+from bench.errors import DiffbenchError
+from bench.paths import cache_dir
+from bench.registry import Registry
+from bench.training import TrainBudget, train
+from methods import OBJECTIVES, UNet, UNetConfig
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRecipe:
+    name: str
+    model: str                 # the model kind methods ask for ("eps", ...)
+    objective: str             # a registered training objective
+    dataset: str               # "" for a template that trains on the suite's dataset
+    network: UNetConfig = UNetConfig()
+    budget: TrainBudget = TrainBudget()
+
+    def with_overrides(self, overrides: Mapping[str, Any], where: str) -> "ModelRecipe":
+        """Replace network or budget fields by name; an unknown key or wrong type is an error."""
+        network_fields = {f.name: f for f in dataclasses.fields(UNetConfig)}
+        budget_fields = {f.name: f for f in dataclasses.fields(TrainBudget)}
+        network, budget = {}, {}
+        for key, value in overrides.items():
+            target = network if key in network_fields else budget if key in budget_fields else None
+            if target is None:
+                valid = ", ".join(sorted({*network_fields, *budget_fields}))
+                raise DiffbenchError(f"{where}: unknown model key {key!r}; valid: {valid}")
+            default = getattr(self.network if target is network else self.budget, key)
+            target[key] = _coerce(value, default, f"{where}: model key {key!r}")
+        return dataclasses.replace(self, network=dataclasses.replace(self.network, **network),
+                                   budget=dataclasses.replace(self.budget, **budget))
+
+    def for_dataset(self, dataset: ImageDataset) -> "ModelRecipe":
+        channels, size = dataset.shape[0], dataset.shape[1]
+        return dataclasses.replace(self, network=dataclasses.replace(
+            self.network, image_channels=channels, image_size=size))
+
+    def cache_key(self, dataset_hash: str) -> str:
+        spec = {"format": FORMAT_VERSION, "model": self.model, "objective": self.objective,
+                "dataset_hash": dataset_hash, "network": dataclasses.asdict(self.network),
+                "budget": dataclasses.asdict(self.budget)}
+        spec["budget"].pop("checkpoint_every")  # how often we save does not change the model
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _coerce(value, default, what):
+    if isinstance(default, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not type(default):
+        raise DiffbenchError(f"{what} must be {type(default).__name__}, got {value!r}")
+    return value
+
+
+RECIPES: Registry[ModelRecipe] = Registry("model recipe")
+
+
+def register_recipe(recipe: ModelRecipe) -> ModelRecipe:
+    return RECIPES.register(recipe.name, recipe)
+
+
+register_recipe(ModelRecipe(
+    name="eps", model="eps", objective="ddpm-eps", dataset="",
+    network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
+    budget=TrainBudget(steps=1000, batch_size=128, lr=1e-3)))
+register_recipe(ModelRecipe(
+    name="eps-digits8", model="eps", objective="ddpm-eps", dataset="digits8",
+    network=UNetConfig(image_size=8, base_channels=16, channel_mult=(1, 2)),
+    budget=TrainBudget(steps=300, batch_size=64, lr=2e-3)))
+
+
+def resolve_recipe(name: str, dataset: str, where: str) -> ModelRecipe:
+    """A registered recipe bound to `dataset`: templates take it, specific recipes must match."""
+    recipe = RECIPES.get(name)
+    if not recipe.dataset:
+        return dataclasses.replace(recipe, dataset=dataset)
+    if recipe.dataset != dataset:
+        raise DiffbenchError(f"{where}: recipe {name!r} trains on {recipe.dataset!r} but the suite "
+                             f"uses dataset {dataset!r}; pick a recipe for {dataset!r} or the template")
+    return recipe
+
+
+def default_recipe_name(model_kind: str, dataset: str) -> str:
+    specific = f"{model_kind}-{dataset}"
+    return specific if specific in RECIPES else model_kind
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LoadedModel:
+    recipe: ModelRecipe
+    denoiser: torch.nn.Module
+    checkpoint_sha256: str
+    num_parameters: int
+    meta: dict
+
+
+def model_directory(recipe: ModelRecipe, dataset: ImageDataset) -> Path:
+    return cache_dir() / "models" / f"{recipe.name}-{recipe.cache_key(dataset.content_hash)}"
+
+
+def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
+    """Load the recipe's cached checkpoint, training (or resuming) it first when missing."""
+    dataset = load_dataset(recipe.dataset)
+    recipe = recipe.for_dataset(dataset)
+    objective = OBJECTIVES.get(recipe.objective)
+    directory = model_directory(recipe, dataset)
+    final = directory / "model.safetensors"
+    if recipe.network.num_classes and dataset.labels is None:
+        raise DiffbenchError(f"recipe {recipe.name!r} is class-conditional but dataset "
+                             f"{recipe.dataset!r} has no labels")
+    if not checkpoint_exists(final):
+        _train_recipe(recipe, dataset, objective, directory)
+    tensors, meta = load_checkpoint(final, f"model {recipe.name!r}")
+    net = UNet(recipe.network)
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError:
+        raise DiffbenchError(f"model checkpoint {str(final)!r} does not fit recipe "
+                             f"{recipe.name!r}: delete {str(directory)!r} to retrain") from None
+    net.eval().requires_grad_(False)
+    denoiser = objective.make_denoiser(net).to(device)
+    return LoadedModel(recipe, denoiser, meta["sha256"], sum(p.numel() for p in net.parameters()),
+                       meta)
+
+
+def _train_recipe(recipe, dataset, objective, directory):
+    images, labels = dataset.split("train")
+    torch.manual_seed(recipe.budget.seed)  # network initialisation only
+    net = UNet(recipe.network)
+    use_labels = bool(recipe.network.num_classes)
+
+    def loss_fn(model, index, generator):
+        return objective.loss(model, images[index], generator,
+                              labels=labels[index] if use_labels else None)
+
+    meta = {"recipe": recipe.name, "cache_key": recipe.cache_key(dataset.content_hash),
+            "model": recipe.model, "objective": recipe.objective, "dataset": dataset.name,
+            "dataset_hash": dataset.content_hash, "network": dataclasses.asdict(recipe.network),
+            "budget": dataclasses.asdict(recipe.budget), "torch": torch.__version__}
+    train(net, loss_fn, len(images), recipe.budget, directory, recipe.name, meta)

@@ -1,0 +1,153 @@
+"""Reports from stored rows alone: a Markdown leaderboard and a FID-vs-NFE plot.
+
+Rows whose metric protocol fingerprints differ are never ranked together: each fingerprint
+gets its own table.
+"""
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.registry import validate_name  # noqa: E402
+from bench.store import ResultStore, latest_per_cell  # noqa: E402
+
+COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, format)
+    ("NFE", lambda r: r["nfe"], None, "{:d}"),
+    ("FID", lambda r: _metric(r, "fid"), False, "{:.3f}"),
+    ("time / image (ms)", lambda r: _ms(r), False, "{:.2f}"),
+    ("images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}"),
+    ("peak memory (MiB)", lambda r: _mib(r), False, "{:.0f}"),
+]
+
+
+def _metric(row, name):
+    return (row.get("metrics") or {}).get(name, {}).get("value")
+
+
+def _ms(row):
+    timing = row.get("time_per_image_s")
+    return None if not timing else timing["median"] * 1e3
+
+
+def _mib(row):
+    memory = row.get("memory")
+    return None if not memory or memory.get("peak_bytes") is None else memory["peak_bytes"] / 2**20
+
+
+def _hparams(row) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())) or "-"
+
+
+def _cell(value, fmt, best) -> str:
+    if value is None:
+        return "n/a"
+    text = fmt.format(value)
+    return f"**{text}**" if best else text
+
+
+def _header(name, higher_is_better) -> str:
+    return name if higher_is_better is None else f"{name} {'↑' if higher_is_better else '↓'}"
+
+
+def leaderboard_table(rows: list[dict]) -> list[str]:
+    headers = ["method", "hyper-parameters", "steps"] + [_header(h, d) for h, _, d, _ in COLUMNS]
+    headers.append("status")
+    best = {}
+    for header, get, direction, _ in COLUMNS:
+        values = [get(r) for r in rows if r["status"] == "ok" and get(r) is not None]
+        if direction is not None and values:
+            best[header] = max(values) if direction else min(values)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    ordered = sorted(rows, key=lambda r: (r["method"], _hparams(r), r["steps"]))
+    for row in ordered:
+        cells = [row["method"], _hparams(row), str(row["steps"])]
+        for header, get, direction, fmt in COLUMNS:
+            value = get(row) if row["status"] == "ok" else None
+            cells.append(_cell(value, fmt, value is not None and best.get(header) == value))
+        cells.append(row["status"] if row["status"] == "ok" else f"{row['status']}: {row['message']}")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
+def _protocol_caption(row) -> str:
+    p = row["protocol"]
+    ref = p["reference"]
+    return (f"FID with extractor `{p['extractor']}` (weights {p['extractor_weights_sha256'][:12]}, "
+            f"layer {p['feature_layer']}), {p['n_samples']} samples against {ref['count']} "
+            f"`{ref['dataset']}` {ref['split']} images; protocol {row['protocol_fingerprint']}. "
+            "A domain-feature FID: not comparable with Inception FID.")
+
+
+def render_report(suite: str, results_root: Path, reports_root: Path) -> Path:
+    """Write reports/<suite>/leaderboard.md, fid_vs_nfe.png and sample grids; returns the dir."""
+    store = ResultStore(results_root, validate_name(suite, "suite name"))
+    rows, problems = store.read()
+    rows = latest_per_cell(rows)
+    out = Path(reports_root) / suite
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Leaderboard: {suite}", ""]
+    if not rows:
+        lines.append(f"No results stored yet: run `diffbench run {suite}`.")
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["protocol_fingerprint"], []).append(row)
+    for fingerprint, group in groups.items():
+        lines += [_protocol_caption(group[0]), ""] + leaderboard_table(group) + [""]
+        lines += _provenance_lines(group)
+    if rows:
+        lines += ["![FID vs NFE](fid_vs_nfe.png)", ""]
+        plot_fid_vs_nfe(rows, out / "fid_vs_nfe.png")
+        lines += _grid_lines(rows, store.directory, out)
+    lines += [f"- {p}" for p in problems]
+    (out / "leaderboard.md").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _provenance_lines(group) -> list[str]:
+    p = group[0]["provenance"]
+    sha = (p.get("git_sha") or "unknown")[:12] + (" (dirty)" if p.get("git_dirty") else "")
+    return [f"Measured on {p['device_name']} ({p['device']}, {p['num_threads']} threads), "
+            f"torch {p['torch']}, torch-fidelity {p['torch_fidelity']}, git {sha}. "
+            f"Time is the median over timed batches (warm-up excluded) divided by the batch size; "
+            f"memory is `{(group[0].get('memory') or {}).get('kind')}` over sampling.", ""]
+
+
+def _grid_lines(rows, results_dir: Path, out: Path) -> list[str]:
+    lines = ["## Samples (the same seeds for every cell)", ""]
+    (out / "samples").mkdir(exist_ok=True)
+    for row in sorted(rows, key=lambda r: (r["method"], _hparams(r), r["steps"])):
+        source = row.get("samples_grid") and results_dir / row["samples_grid"]
+        if not source or not source.is_file():
+            continue
+        target = out / "samples" / source.name
+        shutil.copyfile(source, target)
+        lines += [f"**{row['label']}, {row['steps']} steps** (NFE {row['nfe']})", "",
+                  f"![{row['label']} {row['steps']} steps](samples/{source.name})", ""]
+    return lines
+
+
+def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        fid = _metric(row, "fid")
+        if row["status"] == "ok" and fid is not None:
+            name = row["label"]
+            series.setdefault(name, []).append((row["nfe"], fid))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, points in sorted(series.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("NFE (log scale)")
+    ax.set_ylabel("FID ↓ (domain features)")
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no successful rows", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,229 @@
+"""Runs a suite: train or load models, then for each cell sample, measure, score and store a row.
+
+A method that raises yields an `error` row and the suite goes on; a non-finite sample yields a
+`nonfinite` row and no pixels. Cells whose key already has a completed row are skipped.
+"""
+import dataclasses
+import hashlib
+import logging
+import traceback
+from pathlib import Path
+
+import torch
+
+from bench.config import CellSpec, SuiteConfig
+from bench.datasets import load_dataset
+from bench.measure import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
+from bench.metrics import (fid_from_statistics, fid_protocol, fid_statistics, features_of,
+                           load_extractor, protocol_fingerprint, reference_statistics)
+from bench.provenance import provenance, utc_now
+from bench.quantize import NonFiniteSamples, to_uint8
+from bench.recipes import LoadedModel, ensure_trained, resolve_recipe
+from bench.samples import save_grid
+from bench.store import ResultStore, canonical_json, finite_or_none
+from methods import METHODS, PerSampleRNG
+
+log = logging.getLogger("diffbench")
+ROW_VERSION = 1
+
+
+@dataclasses.dataclass
+class SuiteContext:
+    config: SuiteConfig
+    store: ResultStore
+    device: torch.device
+    extractor: object
+    reference: dict
+    protocol: dict
+    models: dict[str, LoadedModel]
+    provenance: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOutcome:
+    rows_written: int
+    cells_skipped: int
+    failed: int
+    results_path: Path
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def resolved_config(config: SuiteConfig, models: dict[str, LoadedModel]) -> dict:
+    """The suite as it will run: every default and recipe filled in (written beside results)."""
+    data = dataclasses.asdict(config)
+    data["cells"] = [{"method": c.method, "steps": c.steps,
+                      "hparams": METHODS.get(c.method).resolve_hparams(dict(c.hparams))}
+                     for c in config.cells]
+    data["models"] = {kind: {"recipe": m.recipe.name, "cache_key": m.meta["cache_key"],
+                             "checkpoint_sha256": m.checkpoint_sha256,
+                             "network": m.meta["network"], "budget": m.meta["budget"]}
+                      for kind, m in models.items()}
+    return data
+
+
+def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedModel]:
+    models = {}
+    for kind in sorted({METHODS.get(c.method).model for c in config.cells}):
+        spec = config.model_spec(kind)
+        recipe = resolve_recipe(spec.recipe, config.dataset, config.path)
+        recipe = recipe.with_overrides(dict(spec.overrides), f"{config.path}: [models.{kind}]")
+        models[kind] = ensure_trained(recipe, str(device))
+    return models
+
+
+def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
+    store = ResultStore(results_root, config.name)
+    store.ensure_writable()
+    device = resolve_device(config.device)
+    extractor = load_extractor(config.feature_extractor, config.dataset)
+    stats, count = reference_statistics(extractor, config.dataset, config.reference_split)
+    protocol = fid_protocol(extractor, config.dataset, config.reference_split, stats, count,
+                            config.n_samples)
+    models = load_models(config, device)
+    store.write_config(resolved_config(config, models))
+    return SuiteContext(config, store, device, extractor, stats, protocol, models,
+                        provenance(device))
+
+
+def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
+    method = METHODS.get(cell.method)
+    model = ctx.models[method.model]
+    identity = {"method": method.name, "version": method.version, "steps": cell.steps,
+                "hparams": method.resolve_hparams(dict(cell.hparams)),
+                "checkpoint_sha256": model.checkpoint_sha256,
+                "dataset_hash": load_dataset(ctx.config.dataset).content_hash,
+                "n_samples": ctx.config.n_samples, "seed": ctx.config.seed,
+                "batch_size": ctx.config.batch_size, "device": str(ctx.device),
+                "protocol": protocol_fingerprint(ctx.protocol)}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
+
+
+def run_suite(config: SuiteConfig, results_root: Path) -> RunOutcome:
+    ctx = prepare(config, results_root)
+    done = ctx.store.completed_keys()
+    written = skipped = failed = 0
+    for number, cell in enumerate(config.cells, 1):
+        key = cell_key(ctx, cell)
+        if key in done:
+            skipped += 1
+            log.info("[%d/%d] %s steps=%d: already stored, skipped", number, len(config.cells),
+                     cell.label, cell.steps)
+            continue
+        row = ctx.store.append(run_cell(ctx, cell, key))
+        written += 1
+        failed += row["status"] != "ok"
+        log.info("[%d/%d] %s steps=%d: %s", number, len(config.cells), cell.label, cell.steps,
+                 summarise(row))
+    rows, _ = ctx.store.read()
+    keys = {cell_key(ctx, c) for c in config.cells}
+    latest = {r["cell_key"]: r for r in rows if r["cell_key"] in keys}
+    failed = sum(r["status"] != "ok" for r in latest.values())
+    return RunOutcome(written, skipped, failed, ctx.store.rows_path)
+
+
+def summarise(row: dict) -> str:
+    if row["status"] != "ok":
+        return f"{row['status']}: {row['message']}"
+    fid = row["metrics"]["fid"]["value"]
+    return (f"NFE={row['nfe']} FID={fid:.3f} "
+            f"time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms")
+
+
+def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
+    method = METHODS.get(cell.method)
+    hparams = method.resolve_hparams(dict(cell.hparams))
+    model = ctx.models[method.model]
+    row = base_row(ctx, cell, key, method, hparams, model)
+    try:
+        row.update(sample_and_score(ctx, cell, method, hparams, model, key))
+    except NonFiniteSamples as err:
+        row.update(status="nonfinite", message=str(err))
+    except Exception as err:  # a failing method must not stop the suite
+        log.debug("cell %s failed:\n%s", key, traceback.format_exc())
+        row.update(status="error", message=f"{type(err).__name__}: {err}".splitlines()[0][:500])
+    return row
+
+
+def base_row(ctx, cell, key, method, hparams, model) -> dict:
+    config = ctx.config
+    return {
+        "row_version": ROW_VERSION, "suite": config.name, "cell_key": key,
+        "method": method.name, "method_version": method.version, "family": method.family,
+        "task": method.task, "paper": method.paper, "steps": cell.steps, "hparams": hparams,
+        "label": cell.label,
+        "model": {"recipe": model.recipe.name, "cache_key": model.meta["cache_key"],
+                  "checkpoint_sha256": model.checkpoint_sha256},
+        "num_parameters": model.num_parameters,
+        "dataset": load_dataset(config.dataset).name,
+        "dataset_hash": load_dataset(config.dataset).content_hash,
+        "n_samples": config.n_samples, "seed": config.seed,
+        "seed_range": [0, config.n_samples], "batch_size": config.batch_size,
+        "nfe": None, "metrics": {}, "time_per_image_s": None, "throughput_images_per_s": None,
+        "memory": None, "flops_per_image": None, "samples_grid": None,
+        "status": "ok", "message": None,
+        "protocol": ctx.protocol, "protocol_fingerprint": protocol_fingerprint(ctx.protocol),
+        "provenance": {**ctx.provenance, "dataset_hash": load_dataset(config.dataset).content_hash,
+                       "checkpoint_sha256": model.checkpoint_sha256,
+                       "extractor": ctx.extractor.name,
+                       "extractor_weights_sha256": ctx.extractor.weights_sha256},
+        "created_at": utc_now(),
+    }
+
+
+def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor, float, int]:
+    """One batch: samples for `indices`, its wall-clock seconds, and its denoiser calls."""
+    counter = CountingDenoiser(model.denoiser)
+    sigmas = method.schedule(model.denoiser, steps, **hparams)
+    rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
+    dataset = load_dataset(ctx.config.dataset)
+    latents = rng.randn(dataset.shape)
+    with Stopwatch(ctx.device) as watch:
+        x = method.sampler(counter, latents, sigmas.to(ctx.device), rng=rng, cond=None, **hparams)
+    return x, watch.seconds, counter.calls
+
+
+def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
+    config = ctx.config
+    pixels, per_image, nfe_seen = [], [], set()
+    with PeakMemory(ctx.device) as memory:
+        for number, start in enumerate(range(0, config.n_samples, config.batch_size)):
+            indices = range(start, min(start + config.batch_size, config.n_samples))
+            x, seconds, calls = generate(ctx, method, hparams, model, cell.steps, indices)
+            nfe_seen.add(calls)
+            if number >= config.warmup_batches:
+                per_image.append(seconds / len(indices))
+            pixels.append(to_uint8(x).cpu())
+    if len(nfe_seen) != 1:
+        raise RuntimeError(f"denoiser calls differ between batches: {sorted(nfe_seen)}")
+    nfe = nfe_seen.pop()
+    pixels = torch.cat(pixels)
+    fid, fid_flag = finite_or_none(
+        fid_from_statistics(ctx.reference, fid_statistics(features_of(ctx.extractor, pixels))))
+    timing = TimingSummary.of(per_image)
+    grid = save_grid(pixels[:config.grid_size], ctx.store.directory / "samples" / f"{key}.png")
+    return {
+        "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
+        "metrics": {"fid": {"value": fid, "flag": fid_flag, "higher_is_better": False,
+                            "uncertainty": None}},
+        "time_per_image_s": dataclasses.asdict(timing),
+        "throughput_images_per_s": 1 / timing.median if timing.median > 0 else None,
+        "memory": {"kind": memory.kind, "peak_bytes": memory.peak_bytes,
+                   "reserved_bytes": memory.reserved_bytes, "region": "sampling"},
+        "flops_per_image": flops_per_image(model.denoiser, load_dataset(config.dataset).shape,
+                                           nfe, ctx.device),
+        "samples_grid": str(grid.relative_to(ctx.store.directory)),
+    }
+
+
+def flops_per_image(denoiser, shape, nfe: int, device) -> int | None:
+    """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE."""
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.zeros((1, *shape), device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        denoiser(x, torch.tensor([1.0], device=device))
+    return int(counter.get_total_flops()) * nfe

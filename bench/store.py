@@ -1,0 +1,135 @@
+"""Append-only JSONL results: one row per line, each with a checksum of its own content.
+
+A row is appended with a single write() on an O_APPEND descriptor and fsynced before the next
+cell starts, so a killed run loses at most the row it was writing. A half-written last line is
+sealed off with a newline before the next append and skipped (and named) when reading.
+"""
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import DiffbenchError
+from bench.paths import atomic_write
+from bench.registry import validate_name
+
+ROWS_FILE = "rows.jsonl"
+COMPLETED = ("ok", "nonfinite")   # deterministic outcomes: re-running would give the same row
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def row_checksum(row: dict) -> str:
+    body = {k: v for k, v in row.items() if k != "checksum"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+
+
+def finite_or_none(value: float | None) -> tuple[float | None, str | None]:
+    """JSON has no NaN/inf: a non-finite number is stored as null plus a flag."""
+    if value is None:
+        return None, None
+    value = float(value)
+    if math.isnan(value):
+        return None, "nan"
+    if math.isinf(value):
+        return None, "inf" if value > 0 else "-inf"
+    return value, None
+
+
+class ResultStore:
+    """results/<suite>/rows.jsonl plus the resolved config; refuses unwritable locations early."""
+
+    def __init__(self, root: Path, suite: str):
+        self.directory = Path(root) / validate_name(suite, "suite name")
+        self.rows_path = self.directory / ROWS_FILE
+
+    def ensure_writable(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise DiffbenchError(f"results directory {str(self.directory)!r} is not writable "
+                                 f"({err.strerror}): fix its permissions or pass --results-dir") from None
+
+    def write_config(self, resolved: dict) -> None:
+        atomic_write(self.directory / "config.json",
+                     (json.dumps(resolved, indent=2, sort_keys=True) + "\n").encode())
+
+    def append(self, row: dict) -> dict:
+        row = {**row, "checksum": row_checksum(row)}
+        line = (canonical_json(row) + "\n").encode()
+        fd = os.open(self.rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if _ends_without_newline(self.rows_path):
+                os.write(fd, b"\n")      # seal a line a killed writer left half-written
+            written = os.write(fd, line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return row
+
+    def read(self) -> tuple[list[dict], list[str]]:
+        return read_rows(self.rows_path)
+
+    def completed_keys(self) -> set[str]:
+        rows, _ = self.read()
+        return {r["cell_key"] for r in rows if r.get("status") in COMPLETED}
+
+
+def _ends_without_newline(path: Path) -> bool:
+    size = path.stat().st_size
+    if size == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(size - 1)
+        return handle.read(1) != b"\n"
+
+
+def read_rows(path: Path) -> tuple[list[dict], list[str]]:
+    """All intact rows, and a description of every damaged line (which is skipped)."""
+    if not Path(path).is_file():
+        return [], []
+    rows, problems = [], []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+                if not isinstance(row, dict) or row.get("checksum") != row_checksum(row):
+                    raise ValueError("checksum mismatch")
+            except (ValueError, UnicodeDecodeError) as err:
+                problems.append(f"{path}:{number}: damaged row skipped ({err.__class__.__name__})")
+                continue
+            rows.append(row)
+    return rows, problems
+
+
+def latest_per_cell(rows: list[dict]) -> list[dict]:
+    """The newest row of each cell (rows are in append order)."""
+    latest: dict[str, dict] = {}
+    for row in rows:
+        latest[row["cell_key"]] = row
+    return list(latest.values())
+
+
+def to_dataframe(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a flat DataFrame (nested fields become dotted columns, e.g. `metrics.fid.value`)."""
+    if not rows:
+        return pd.DataFrame()
+    return pd.json_normalize([{k: v for k, v in r.items() if k != "time_rounds"} for r in rows])
+
+
+def load_dataframe(root: Path, suite: str) -> pd.DataFrame:
+    rows, _ = ResultStore(root, suite).read()
+    return to_dataframe(rows)

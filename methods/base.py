@@ -1,0 +1,91 @@
+"""The contracts every method shares: per-sample randomness, method and objective entries."""
+import dataclasses
+import hashlib
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import torch
+
+from bench.registry import Registry
+
+TASKS = ("generate", "superres")
+
+
+def sample_seed(cell_seed: int, index: int) -> int:
+    """A well-mixed 63-bit seed for sample `index` of a cell (neighbouring seeds share nothing)."""
+    digest = hashlib.sha256(f"{int(cell_seed)}:{int(index)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+class PerSampleRNG:
+    """EDM's StackedRandomGenerator: sample i draws all of its noise from its own generator
+    seeded by (cell seed, i), so a sample is identical whatever the batch it is drawn in."""
+
+    def __init__(self, cell_seed: int, indices, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.generators = [torch.Generator(self.device).manual_seed(sample_seed(cell_seed, int(i)))
+                           for i in indices]
+
+    def randn(self, shape: tuple[int, ...], dtype=torch.float32) -> torch.Tensor:
+        return torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype)
+                            for g in self.generators])
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != len(self.generators):
+            raise ValueError(f"batch of {x.shape[0]} but {len(self.generators)} sample generators")
+        return self.randn(tuple(x.shape[1:]), dtype=x.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A training objective: its loss, and how a network trained with it becomes a Denoiser."""
+    name: str
+    loss: Callable[..., torch.Tensor]          # loss(net, x0, generator, labels=None, lowres=None)
+    make_denoiser: Callable[[torch.nn.Module], torch.nn.Module]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A registered sampling method: the sampler, its schedule and its defaults."""
+    name: str
+    family: str
+    task: str
+    model: str                                  # the model kind it needs (a recipe provides it)
+    sampler: Callable[..., torch.Tensor]
+    schedule: Callable[..., torch.Tensor]       # schedule(denoiser, steps, **hparams) -> sigmas
+    defaults: Mapping[str, Any]
+    version: str
+    expected_nfe: Callable[[int], int]          # for planning only: NFE is always measured
+    paper: str
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"method {self.name!r}: task must be one of {TASKS}")
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    def resolve_hparams(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults updated by `overrides`; an unknown or mistyped key is an error naming it."""
+        unknown = sorted(set(overrides) - set(self.defaults))
+        if unknown:
+            raise KeyError(f"method {self.name!r} has no hyper-parameter {unknown[0]!r}; "
+                           f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
+        resolved = dict(self.defaults)
+        for key, value in overrides.items():
+            default = self.defaults[key]
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if type(value) is not type(default):
+                raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be "
+                                f"{type(default).__name__}, got {value!r}")
+            resolved[key] = value
+        return resolved
+
+
+METHODS: Registry[Method] = Registry("method")
+OBJECTIVES: Registry[Objective] = Registry("objective")
+
+
+def register_method(**fields) -> Method:
+    method = Method(**fields)
+    METHODS.register(method.name, method)
+    return method

@@ -1,0 +1,88 @@
+"""DDPM: Ho, Jain & Abbeel 2020, "Denoising Diffusion Probabilistic Models".
+
+Training: L_simple (Eq. 14) on a linear beta schedule, 1e-4 to 0.02 over T = 1000 steps.
+Sampling: Algorithm 2 (ancestral sampling), respaced to any number of steps by taking a subset
+of the training timesteps (Nichol & Dhariwal 2021, Sec. 4), with the reverse-step variance
+either the posterior's beta-tilde ("small") or beta ("large") (Sec. 3.2: both work similarly).
+"""
+import torch
+from torch.nn import functional as F
+
+from methods.base import OBJECTIVES, Objective, register_method
+from methods.denoisers import DiscreteVPEpsDenoiser
+
+NUM_TRAIN_STEPS = 1000
+
+
+def linear_alphas_cumprod(num_steps: int = NUM_TRAIN_STEPS, beta_start: float = 1e-4,
+                          beta_end: float = 0.02) -> torch.Tensor:
+    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def ddpm_eps_loss(net, x0, generator, labels=None, lowres=None):
+    """L_simple: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{0..T-1}."""
+    alphas_cumprod = linear_alphas_cumprod().to(x0.device, torch.float32)
+    t = torch.randint(0, NUM_TRAIN_STEPS, (x0.shape[0],), generator=generator, device=x0.device)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device)
+    abar = alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+    return F.mse_loss(net(x_t, t.float(), class_labels=labels, cond_image=lowres), eps)
+
+
+def make_eps_denoiser(net):
+    return DiscreteVPEpsDenoiser(net, linear_alphas_cumprod())
+
+
+OBJECTIVES.register("ddpm-eps", Objective("ddpm-eps", ddpm_eps_loss, make_eps_denoiser))
+
+
+def respaced_sigmas(denoiser, steps: int, **_) -> torch.Tensor:
+    """`steps` training timesteps evenly spaced from T-1 down to 0 (both included), then 0."""
+    num_train = len(denoiser.sigmas)
+    if not 1 <= steps <= num_train:
+        raise ValueError(f"steps must be in 1..{num_train}, got {steps}")
+    timesteps = torch.linspace(num_train - 1, 0, steps).round().long()
+    return torch.cat([denoiser.sigmas[timesteps].double(), torch.zeros(1, dtype=torch.float64)])
+
+
+def alpha_bar(sigma: torch.Tensor) -> torch.Tensor:
+    """VP signal level alpha-bar of noise level sigma (alpha-bar = 1 at sigma = 0)."""
+    return 1 / (1 + sigma ** 2)
+
+
+def predict_x0_eps(denoiser, x_vp, a_t, sigma, cond):
+    """Evaluate the denoiser on the VP state x_t and return (x0_hat, eps_hat) in VP terms."""
+    x0 = denoiser(x_vp / a_t.sqrt(), sigma, cond)
+    eps = (x_vp - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+    return x0, eps
+
+
+@torch.no_grad()
+def sample_ddpm(denoiser, x, sigmas, *, rng, cond=None, callback=None, variance="small",
+                clip_denoised=False):
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) over respaced timesteps."""
+    if variance not in ("small", "large"):
+        raise ValueError(f"variance must be 'small' or 'large', got {variance!r}")
+    for i in range(len(sigmas) - 1):
+        a_t, a_s = alpha_bar(sigmas[i]), alpha_bar(sigmas[i + 1])
+        x0, _ = predict_x0_eps(denoiser, x, a_t.to(x.dtype), sigmas[i], cond)
+        if clip_denoised:
+            x0 = x0.clamp(-1, 1)
+        # Posterior q(x_s | x_t, x0) of the respaced chain, with beta_t = 1 - abar_t / abar_s.
+        beta = 1 - a_t / a_s
+        mean = (a_s.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_s) / (1 - a_t)) * x
+        x = mean.to(x.dtype)
+        if sigmas[i + 1] > 0:
+            var = beta * (1 - a_s) / (1 - a_t) if variance == "small" else beta
+            x = x + var.sqrt().to(x.dtype) * rng.randn_like(x)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": sigmas[i], "denoised": x0})
+    return x
+
+
+register_method(
+    name="ddpm", family="ddpm", task="generate", model="eps", sampler=sample_ddpm,
+    schedule=respaced_sigmas, defaults={"variance": "small", "clip_denoised": False},
+    version="1", expected_nfe=lambda steps: steps,
+    paper="Ho et al. 2020, Algorithm 2 (respaced)")

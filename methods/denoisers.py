@@ -1,0 +1,49 @@
+"""Denoiser wrappers: D(x, sigma, cond=None) -> x0_hat, with x = x0 + sigma * n (EDM's form).
+
+Each wrapper only converts a network's parameterisation into a denoised estimate.
+`cond` is a dict that may hold "labels" (class indices) and "lowres" (the upsampled LR image).
+"""
+import torch
+from torch import nn
+
+
+def _expand(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    return sigma.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)
+
+
+def _net_kwargs(cond: dict | None) -> dict:
+    cond = cond or {}
+    return {"class_labels": cond.get("labels"), "cond_image": cond.get("lowres")}
+
+
+class DiscreteVPEpsDenoiser(nn.Module):
+    """An eps-prediction network trained on discrete VP timesteps (DDPM), seen as a Denoiser.
+
+    With alpha_bar_t the training schedule, sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) and the
+    VP input is x / sqrt(1 + sigma^2). A sigma between two training sigmas maps to a fractional
+    timestep by interpolating log-sigma (as k-diffusion does).
+    """
+
+    def __init__(self, net: nn.Module, alphas_cumprod: torch.Tensor):
+        super().__init__()
+        self.net = net
+        sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+        self.register_buffer("sigmas", sigmas.float(), persistent=False)
+        self.register_buffer("log_sigmas", sigmas.log().float(), persistent=False)
+        self.sigma_min, self.sigma_max = float(sigmas[0]), float(sigmas[-1])
+        self.sigma_data = 1.0
+
+    def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
+        log_sigma = sigma.float().log().clamp(self.log_sigmas[0], self.log_sigmas[-1])
+        high = torch.searchsorted(self.log_sigmas, log_sigma).clamp(1, len(self.log_sigmas) - 1)
+        low = high - 1
+        frac = (log_sigma - self.log_sigmas[low]) / (self.log_sigmas[high] - self.log_sigmas[low])
+        return low + frac.clamp(0, 1)
+
+    def forward(self, x: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
+        sigma = _expand(sigma, x)
+        c_in = 1 / (sigma ** 2 + 1).sqrt()
+        t = self.sigma_to_t(sigma.flatten())
+        eps = self.net(x * c_in, t, **_net_kwargs(cond))
+        return x - sigma * eps.to(x.dtype)

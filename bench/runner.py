@@ -170,7 +170,8 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
         "provenance": {**ctx.provenance, "dataset_hash": load_dataset(config.dataset).content_hash,
                        "checkpoint_sha256": model.checkpoint_sha256,
                        "extractor": ctx.extractor.name,
-                       "extractor_weights_sha256": ctx.extractor.weights_sha256},
+                       "extractor_weights_sha256": ctx.extractor.weights_sha256,
+                       "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
         "created_at": utc_now(),
     }
 

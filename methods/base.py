@@ -85,7 +85,19 @@ METHODS: Registry[Method] = Registry("method")
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
+CONTRACT_ARGUMENTS = {"rng", "cond", "callback"}
+
+
+def sampler_defaults(sampler: Callable) -> dict[str, Any]:
+    """A sampler's hyper-parameters are its keyword arguments beyond the contract's."""
+    import inspect
+    return {name: p.default for name, p in inspect.signature(sampler).parameters.items()
+            if p.kind is p.KEYWORD_ONLY and name not in CONTRACT_ARGUMENTS}
+
+
 def register_method(**fields) -> Method:
+    """Register a method; its defaults are the sampler's keyword defaults unless given."""
+    fields.setdefault("defaults", sampler_defaults(fields["sampler"]))
     method = Method(**fields)
     METHODS.register(method.name, method)
     return method

@@ -2,7 +2,8 @@
 
 Sampling: the generalised reverse step of Eq. 12 with sigma_t(eta) of Eq. 16, over a subsequence
 of the DDPM training timesteps (Sec. 4.2). eta = 0 is the deterministic DDIM; eta = 1 gives the
-DDPM posterior variance. Uses the same eps-network as `ddpm`.
+DDPM posterior variance. Uses the same eps-network as `ddpm`; `clip_denoised` as in `ddpm`
+(clipping the predicted x0, the "predicted x0" term of Eq. 12, to [-1, 1]).
 """
 import torch
 
@@ -12,7 +13,7 @@ from methods.ddpm import alpha_bar, predict_x0_eps, respaced_sigmas
 
 @torch.no_grad()
 def sample_ddim(denoiser, x, sigmas, *, rng, cond=None, callback=None, eta=0.0,
-                clip_denoised=False):
+                clip_denoised=True):
     """DDIM sampling (Song et al. 2020, Eq. 12) with stochasticity eta (Eq. 16)."""
     for i in range(len(sigmas) - 1):
         a_t, a_s = alpha_bar(sigmas[i]), alpha_bar(sigmas[i + 1])
@@ -32,6 +33,6 @@ def sample_ddim(denoiser, x, sigmas, *, rng, cond=None, callback=None, eta=0.0,
 
 register_method(
     name="ddim", family="ddim", task="generate", model="eps", sampler=sample_ddim,
-    schedule=respaced_sigmas, defaults={"eta": 0.0, "clip_denoised": False},
+    schedule=respaced_sigmas,
     version="1", expected_nfe=lambda steps: steps,
     paper="Song et al. 2020, Eq. 12 and 16")

@@ -1,0 +1,79 @@
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from methods.ddpm import linear_alphas_cumprod
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Every test shares one throw-away model/statistics cache, never the user's."""
+    path = tmp_path_factory.mktemp("diffbench-cache")
+    old = os.environ.get("DIFFBENCH_CACHE")
+    os.environ["DIFFBENCH_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DIFFBENCH_CACHE", None)
+    else:
+        os.environ["DIFFBENCH_CACHE"] = old
+
+
+TINY_SUITE = """
+[suite]
+description = "tiny test suite"
+dataset = "digits8"
+n_samples = 24
+batch_size = 8
+grid_size = 16
+
+[models.eps]
+recipe = "eps-digits8"
+steps = 20
+base_channels = 8
+checkpoint_every = 10
+
+[[cells]]
+method = "ddim"
+steps = [2, 3]
+
+[[cells]]
+method = "ddpm"
+steps = [2, 4]
+"""
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """write_suite(text, name="tiny") -> path of a suite TOML file in a temporary folder."""
+    def write(text: str = TINY_SUITE, name: str = "tiny") -> Path:
+        path = tmp_path / "suites" / f"{name}.toml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+    return write
+
+
+class GaussianDenoiser(torch.nn.Module):
+    """The exact denoiser of data ~ N(mu, s^2 I): D(x, sigma) = mu + s^2 / (s^2 + sigma^2) (x - mu).
+
+    Carries the DDPM training sigmas so the discrete-time samplers can respace them.
+    """
+
+    def __init__(self, mu: float = 0.3, s: float = 0.5):
+        super().__init__()
+        self.mu, self.s = mu, s
+        abar = linear_alphas_cumprod()
+        self.sigmas = ((1 - abar) / abar).sqrt().float()
+        self.sigma_min, self.sigma_max, self.sigma_data = float(self.sigmas[0]), float(self.sigmas[-1]), s
+
+    def forward(self, x, sigma, cond=None):
+        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1)
+        return self.mu + self.s ** 2 / (self.s ** 2 + sigma ** 2) * (x - self.mu)
+
+
+@pytest.fixture
+def gaussian_denoiser():
+    return GaussianDenoiser()

@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from bench.config import load_suite
+from bench.runner import run_suite
+from bench.store import ResultStore
+from methods import METHODS
+from methods.base import register_method
+from methods.ddpm import respaced_sigmas
+from tests.conftest import TINY_SUITE
+
+
+@pytest.fixture
+def broken_methods():
+    """Temporarily registered methods that produce NaN or raise."""
+    def nan_sampler(denoiser, x, sigmas, *, rng, cond=None, callback=None):
+        denoiser(x, sigmas[0], cond)
+        return x * float("nan")
+
+    def raising_sampler(denoiser, x, sigmas, *, rng, cond=None, callback=None):
+        raise RuntimeError("sampler exploded")
+
+    for name, sampler in [("nan-test", nan_sampler), ("raise-test", raising_sampler)]:
+        register_method(name=name, family="test", task="generate", model="eps", sampler=sampler,
+                        schedule=respaced_sigmas, defaults={}, version="1",
+                        expected_nfe=lambda s: 1, paper="test")
+    yield
+    METHODS.unregister("nan-test")
+    METHODS.unregister("raise-test")
+
+
+def rows_of(results, suite="tiny"):
+    rows, problems = ResultStore(results, suite).read()
+    assert problems == []
+    return rows
+
+
+def test_suite_writes_one_ok_row_per_cell(write_suite, tmp_path):
+    outcome = run_suite(load_suite(str(write_suite())), tmp_path / "results")
+    rows = rows_of(tmp_path / "results")
+    assert outcome.failed == 0 and len(rows) == 4
+    assert {r["status"] for r in rows} == {"ok"}
+    assert [r["nfe"] for r in rows] == [2, 3, 2, 4]
+    assert all(r["metrics"]["fid"]["value"] > 0 for r in rows)
+
+
+def test_row_carries_protocol_and_provenance(write_suite, tmp_path):
+    run_suite(load_suite(str(write_suite())), tmp_path / "results")
+    row = rows_of(tmp_path / "results")[0]
+    assert row["protocol"]["extractor"] == "lenet-digits8"
+    assert row["protocol"]["n_samples"] == 24
+    assert row["memory"]["kind"].startswith("cpu_peak_rss")
+    assert len(row["time_per_image_s"]["rounds"]) == 2   # 3 batches, 1 warm-up excluded
+    for key in ("git_sha", "torch", "device_name", "tf32_matmul", "checkpoint_sha256", "dataset_hash"):
+        assert key in row["provenance"]
+
+
+def test_resolved_config_is_written_beside_results(write_suite, tmp_path):
+    run_suite(load_suite(str(write_suite())), tmp_path / "results")
+    import json
+    resolved = json.loads((tmp_path / "results" / "tiny" / "config.json").read_text())
+    assert resolved["cells"][0]["hparams"] == {"eta": 0.0, "clip_denoised": True}
+    assert resolved["models"]["eps"]["network"]["base_channels"] == 8
+
+
+def test_rerun_skips_stored_cells(write_suite, tmp_path):
+    config = load_suite(str(write_suite()))
+    run_suite(config, tmp_path / "results")
+    again = run_suite(config, tmp_path / "results")
+    assert again.rows_written == 0 and again.cells_skipped == 4
+    assert len(rows_of(tmp_path / "results")) == 4
+
+
+def test_changing_a_hyperparameter_makes_a_new_cell(write_suite, tmp_path):
+    run_suite(load_suite(str(write_suite())), tmp_path / "results")
+    changed = TINY_SUITE.replace('method = "ddim"', 'method = "ddim"\nhparams = { eta = 0.5 }')
+    outcome = run_suite(load_suite(str(write_suite(changed))), tmp_path / "results")
+    assert outcome.rows_written == 2 and outcome.cells_skipped == 2
+
+
+def test_non_finite_sampler_gives_nonfinite_row_and_suite_goes_on(write_suite, tmp_path, broken_methods):
+    text = TINY_SUITE + '\n[[cells]]\nmethod = "nan-test"\nsteps = [1]\n[[cells]]\nmethod = "raise-test"\nsteps = [1]\n'
+    outcome = run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
+    rows = {r["method"]: r for r in rows_of(tmp_path / "results")}
+    assert rows["nan-test"]["status"] == "nonfinite" and rows["nan-test"]["samples_grid"] is None
+    assert rows["raise-test"]["status"] == "error" and "sampler exploded" in rows["raise-test"]["message"]
+    assert rows["ddpm"]["status"] == "ok" and outcome.failed == 2
+
+
+def test_samples_do_not_depend_on_batch_size(write_suite, tmp_path):
+    """The stored grid (first 16 samples) is identical when the suite's batch size changes."""
+    from PIL import Image
+    import numpy as np
+    grids = []
+    for batch in (8, 12):
+        text = TINY_SUITE.replace("batch_size = 8", f"batch_size = {batch}")
+        results = tmp_path / f"results-{batch}"
+        run_suite(load_suite(str(write_suite(text))), results)
+        row = rows_of(results)[2]  # ddpm, stochastic
+        grids.append(np.asarray(Image.open(results / "tiny" / row["samples_grid"])))
+    assert (grids[0] == grids[1]).all()

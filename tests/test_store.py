@@ -1,0 +1,92 @@
+import json
+
+import pytest
+
+from bench.errors import DiffbenchError
+from bench.store import ResultStore, finite_or_none, latest_per_cell, read_rows, to_dataframe
+
+
+def row(key, status="ok", fid=1.0):
+    return {"cell_key": key, "status": status, "metrics": {"fid": {"value": fid}}}
+
+
+def test_appended_rows_read_back_with_checksums(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    store.append(row("a"))
+    store.append(row("b"))
+    rows, problems = store.read()
+    assert [r["cell_key"] for r in rows] == ["a", "b"] and problems == []
+
+
+def test_half_written_last_line_is_skipped_and_sealed(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    store.append(row("a"))
+    with open(store.rows_path, "ab") as handle:
+        handle.write(b'{"cell_key": "half')          # a writer killed mid-line
+    rows, problems = store.read()
+    assert [r["cell_key"] for r in rows] == ["a"] and len(problems) == 1
+    store.append(row("b"))
+    rows, problems = store.read()
+    assert [r["cell_key"] for r in rows] == ["a", "b"] and len(problems) == 1
+
+
+def test_a_flipped_byte_is_detected_by_the_checksum(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    store.append(row("a", fid=12.5))
+    store.append(row("b"))
+    text = store.rows_path.read_text().replace("12.5", "13.5", 1)
+    store.rows_path.write_text(text)
+    rows, problems = read_rows(store.rows_path)
+    assert [r["cell_key"] for r in rows] == ["b"]
+    assert "checksum mismatch" in problems[0] or "damaged" in problems[0]
+
+
+def test_completed_keys_include_ok_and_nonfinite_but_not_error(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    for key, status in [("a", "ok"), ("b", "nonfinite"), ("c", "error")]:
+        store.append(row(key, status))
+    assert store.completed_keys() == {"a", "b"}
+
+
+def test_unwritable_results_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a directory should be")
+    with pytest.raises(DiffbenchError, match="not writable"):
+        ResultStore(blocker, "s").ensure_writable()
+    assert blocker.read_text() == "a file where a directory should be"
+
+
+@pytest.mark.parametrize("value, expected", [(float("nan"), (None, "nan")), (float("inf"), (None, "inf")),
+                                             (2.5, (2.5, None)), (None, (None, None))])
+def test_non_finite_numbers_become_null_plus_flag(value, expected):
+    assert finite_or_none(value) == expected
+
+
+def test_nan_cannot_be_written(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    with pytest.raises(ValueError):
+        store.append(row("a", fid=float("nan")))
+    assert not store.rows_path.exists() or store.rows_path.read_text() == ""
+
+
+def test_latest_row_per_cell_wins(tmp_path):
+    rows = [row("a", fid=1.0), row("b"), row("a", fid=2.0)]
+    assert [r["metrics"]["fid"]["value"] for r in latest_per_cell(rows)] == [2.0, 1.0]
+
+
+def test_dataframe_flattens_nested_fields():
+    frame = to_dataframe([row("a", fid=3.0)])
+    assert frame.loc[0, "metrics.fid.value"] == 3.0
+
+
+def test_rows_are_single_json_lines(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    store.append(row("a"))
+    lines = store.rows_path.read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["cell_key"] == "a"

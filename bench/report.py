@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from bench.registry import validate_name  # noqa: E402
 from bench.store import ResultStore, latest_per_cell  # noqa: E402
@@ -141,6 +142,11 @@ def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
     ax.set_xscale("log")
+    nfes = sorted({p[0] for points in series.values() for p in points})
+    if nfes:
+        ax.set_xticks(nfes)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("NFE (log scale)")
     ax.set_ylabel("FID ↓ (domain features)")
     ax.grid(True, which="both", alpha=0.3)

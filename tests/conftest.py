@@ -77,3 +77,13 @@ class GaussianDenoiser(torch.nn.Module):
 @pytest.fixture
 def gaussian_denoiser():
     return GaussianDenoiser()
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests are skipped, not failed, where CUDA is absent (e.g. `pytest -m gpu` on a CPU)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

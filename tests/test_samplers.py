@@ -6,6 +6,7 @@ from bench.measure import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.ddim import sample_ddim
 from methods.ddpm import alpha_bar, respaced_sigmas, sample_ddpm
+from tests.conftest import GaussianDenoiser
 
 SHAPE = (1, 4, 4)
 STOCHASTIC = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
@@ -128,3 +129,17 @@ def test_respaced_sigmas_span_the_training_range(gaussian_denoiser):
     assert float(sigmas[0]) == pytest.approx(gaussian_denoiser.sigma_max, rel=1e-6)
     assert float(sigmas[-2]) == pytest.approx(gaussian_denoiser.sigma_min, rel=1e-6)
     assert (sigmas[:-1].diff() < 0).all()
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim"])
+def test_clip_denoised_keeps_predicted_x0_in_the_data_range(name):
+    """A denoiser that predicts x0 = 5 everywhere: clipped, the sample ends at 1; unclipped at 5."""
+    class Overshoot(torch.nn.Module):
+        sigmas = GaussianDenoiser().sigmas
+
+        def forward(self, x, sigma, cond=None):
+            return torch.full_like(x, 5.0)
+
+    clipped = run(name, Overshoot(), range(2), steps=5, clip_denoised=True)
+    unclipped = run(name, Overshoot(), range(2), steps=5, clip_denoised=False)
+    assert clipped.max() <= 1.0 + 1e-6 and unclipped.min() > 4.9

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch_fidelity.utils import create_feature_extractor
 
-from bench.checkpoints import checkpoint_exists, load_checkpoint
+from bench.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
 from bench.paths import cache_dir
@@ -91,7 +91,8 @@ class Extractor:
 
     @torch.no_grad()
     def __call__(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.module(images_uint8)
+        device = next(self.module.parameters()).device
+        features = self.module(images_uint8.to(device))
         return self.module.convert_features_tuple_to_dict(features)
 
 
@@ -136,7 +137,6 @@ def _train_lenet(dataset: ImageDataset, directory, name) -> None:
 
 
 def _record_test_accuracy(dataset: ImageDataset, directory) -> None:
-    from bench.checkpoints import save_checkpoint
     weights = directory / "model.safetensors"
     tensors, meta = load_checkpoint(weights, "feature extractor")
     net = LeNet(meta["in_channels"], meta["num_classes"])

@@ -9,11 +9,15 @@ from bench.paths import REPO_ROOT
 
 
 def git_state() -> tuple[str | None, bool | None]:
+    """HEAD and whether tracked code or config differs from it (results/ and reports/ are
+    outputs, so regenerating them does not make a run "dirty")."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
     try:
-        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                      ":(exclude)results", ":(exclude)reports")
+        return git("rev-parse", "HEAD"), bool(changes)
     except (OSError, subprocess.SubprocessError):
         return None, None
 

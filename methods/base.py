@@ -95,9 +95,15 @@ def sampler_defaults(sampler: Callable) -> dict[str, Any]:
             if p.kind is p.KEYWORD_ONLY and name not in CONTRACT_ARGUMENTS}
 
 
+def one_per_step(steps: int) -> int:
+    return steps
+
+
 def register_method(**fields) -> Method:
-    """Register a method; its defaults are the sampler's keyword defaults unless given."""
+    """Register a method; defaults are the sampler's keyword defaults and one NFE per step
+    unless given."""
     fields.setdefault("defaults", sampler_defaults(fields["sampler"]))
+    fields.setdefault("expected_nfe", one_per_step)
     method = Method(**fields)
     METHODS.register(method.name, method)
     return method

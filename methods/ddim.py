@@ -33,6 +33,5 @@ def sample_ddim(denoiser, x, sigmas, *, rng, cond=None, callback=None, eta=0.0,
 
 register_method(
     name="ddim", family="ddim", task="generate", model="eps", sampler=sample_ddim,
-    schedule=respaced_sigmas,
-    version="1", expected_nfe=lambda steps: steps,
+    schedule=respaced_sigmas, version="1",
     paper="Song et al. 2020, Eq. 12 and 16")

@@ -89,6 +89,5 @@ def sample_ddpm(denoiser, x, sigmas, *, rng, cond=None, callback=None, variance=
 
 register_method(
     name="ddpm", family="ddpm", task="generate", model="eps", sampler=sample_ddpm,
-    schedule=respaced_sigmas,
-    version="1", expected_nfe=lambda steps: steps,
+    schedule=respaced_sigmas, version="1",
     paper="Ho et al. 2020, Algorithm 2 (respaced)")

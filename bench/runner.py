@@ -179,12 +179,11 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
 def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor, float, int]:
     """One batch: samples for `indices`, its wall-clock seconds, and its denoiser calls."""
     counter = CountingDenoiser(model.denoiser)
-    sigmas = method.schedule(model.denoiser, steps, **hparams)
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
     dataset = load_dataset(ctx.config.dataset)
     latents = rng.randn(dataset.shape)
     with Stopwatch(ctx.device) as watch:
-        x = method.sampler(counter, latents, sigmas.to(ctx.device), rng=rng, cond=None, **hparams)
+        x = method.sample(counter, latents, steps, rng=rng, cond=None, **hparams)
     return x, watch.seconds, counter.calls
 
 

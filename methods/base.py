@@ -1,6 +1,7 @@
 """The contracts every method shares: per-sample randomness, method and objective entries."""
 import dataclasses
 import hashlib
+import inspect
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
@@ -52,7 +53,7 @@ class Method:
     task: str
     model: str                                  # the model kind it needs (a recipe provides it)
     sampler: Callable[..., torch.Tensor]
-    schedule: Callable[..., torch.Tensor]       # schedule(denoiser, steps, **hparams) -> sigmas
+    schedule: Callable[..., torch.Tensor]       # schedule(denoiser, steps, **kw) -> n+1 sigmas
     defaults: Mapping[str, Any]
     version: str
     expected_nfe: Callable[[int], int]          # for planning only: NFE is always measured
@@ -62,6 +63,15 @@ class Method:
         if self.task not in TASKS:
             raise ValueError(f"method {self.name!r}: task must be one of {TASKS}")
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    def sample(self, denoiser, latents: torch.Tensor, steps: int, *, rng, cond=None,
+               callback=None, **hparams) -> torch.Tensor:
+        """Schedule, then sampler: each receives the hyper-parameters its signature names."""
+        schedule_keys = keyword_defaults(self.schedule)
+        sigmas = self.schedule(denoiser, steps, **{k: v for k, v in hparams.items() if k in schedule_keys})
+        sampler_args = {k: v for k, v in hparams.items() if k not in schedule_keys}
+        return self.sampler(denoiser, latents, sigmas.to(latents.device), rng=rng, cond=cond,
+                            callback=callback, **sampler_args)
 
     def resolve_hparams(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated by `overrides`; an unknown or mistyped key is an error naming it."""
@@ -88,10 +98,10 @@ OBJECTIVES: Registry[Objective] = Registry("objective")
 CONTRACT_ARGUMENTS = {"rng", "cond", "callback"}
 
 
-def sampler_defaults(sampler: Callable) -> dict[str, Any]:
-    """A sampler's hyper-parameters are its keyword arguments beyond the contract's."""
-    import inspect
-    return {name: p.default for name, p in inspect.signature(sampler).parameters.items()
+def keyword_defaults(function: Callable) -> dict[str, Any]:
+    """The keyword-only arguments of a sampler or schedule beyond the contract's: its
+    hyper-parameters, with their paper defaults."""
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
             if p.kind is p.KEYWORD_ONLY and name not in CONTRACT_ARGUMENTS}
 
 
@@ -102,7 +112,8 @@ def one_per_step(steps: int) -> int:
 def register_method(**fields) -> Method:
     """Register a method; defaults are the sampler's keyword defaults and one NFE per step
     unless given."""
-    fields.setdefault("defaults", sampler_defaults(fields["sampler"]))
+    fields.setdefault("defaults", {**keyword_defaults(fields["schedule"]),
+                                   **keyword_defaults(fields["sampler"])})
     fields.setdefault("expected_nfe", one_per_step)
     method = Method(**fields)
     METHODS.register(method.name, method)

@@ -43,7 +43,7 @@ def make_eps_denoiser(net):
 OBJECTIVES.register("ddpm-eps", Objective("ddpm-eps", ddpm_eps_loss, make_eps_denoiser))
 
 
-def respaced_sigmas(denoiser, steps: int, **_) -> torch.Tensor:
+def respaced_sigmas(denoiser, steps: int) -> torch.Tensor:
     """`steps` training timesteps evenly spaced from T-1 down to 0 (both included), then 0."""
     num_train = len(denoiser.sigmas)
     if not 1 <= steps <= num_train:

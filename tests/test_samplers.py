@@ -20,8 +20,7 @@ def run(method_name, denoiser, indices, steps=10, seed=0, **hparams):
     hparams = method.resolve_hparams(hparams)
     rng = PerSampleRNG(seed, indices)
     latents = rng.randn(SHAPE)
-    sigmas = method.schedule(denoiser, steps, **hparams)
-    return method.sampler(denoiser, latents, sigmas, rng=rng, **hparams)
+    return method.sample(denoiser, latents, steps, rng=rng, **hparams)
 
 
 @pytest.mark.parametrize("name, hparams", STOCHASTIC)

@@ -47,3 +47,26 @@ class DiscreteVPEpsDenoiser(nn.Module):
         t = self.sigma_to_t(sigma.flatten())
         eps = self.net(x * c_in, t, **_net_kwargs(cond))
         return x - sigma * eps.to(x.dtype)
+
+
+class EDMPrecond(nn.Module):
+    """Karras et al. 2022 ("EDM"), Table 1 preconditioning:
+    D(x, sigma) = c_skip x + c_out F(c_in x, c_noise), with
+    c_skip = s_d^2 / (sigma^2 + s_d^2), c_out = sigma s_d / sqrt(sigma^2 + s_d^2),
+    c_in = 1 / sqrt(sigma^2 + s_d^2), c_noise = ln(sigma) / 4."""
+
+    def __init__(self, net: nn.Module, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                 sigma_data: float = 0.5):
+        super().__init__()
+        self.net = net
+        self.sigma_min, self.sigma_max, self.sigma_data = sigma_min, sigma_max, sigma_data
+
+    def forward(self, x: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
+        sigma = _expand(sigma, x)
+        s_d = self.sigma_data
+        c_skip = s_d ** 2 / (sigma ** 2 + s_d ** 2)
+        c_out = sigma * s_d / (sigma ** 2 + s_d ** 2).sqrt()
+        c_in = 1 / (sigma ** 2 + s_d ** 2).sqrt()
+        c_noise = sigma.flatten().log() / 4
+        out = self.net(x * c_in, c_noise, **_net_kwargs(cond))
+        return c_skip * x + c_out * out.to(x.dtype)

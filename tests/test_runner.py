@@ -99,3 +99,26 @@ def test_samples_do_not_depend_on_batch_size(write_suite, tmp_path):
         row = rows_of(results)[2]  # ddpm, stochastic
         grids.append(np.asarray(Image.open(results / "tiny" / row["samples_grid"])))
     assert (grids[0] == grids[1]).all()
+
+
+def test_edm_methods_train_and_run_through_the_harness(write_suite, tmp_path):
+    text = TINY_SUITE + """
+[models.edm]
+recipe = "edm"
+steps = 20
+base_channels = 8
+batch_size = 32
+
+[[cells]]
+method = "edm-heun"
+steps = [3]
+
+[[cells]]
+method = "edm-euler-ancestral"
+steps = [3]
+"""
+    run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
+    rows = {r["method"]: r for r in rows_of(tmp_path / "results")}
+    assert rows["edm-heun"]["status"] == "ok" and rows["edm-heun"]["nfe"] == 5
+    assert rows["edm-euler-ancestral"]["nfe"] == 3
+    assert rows["edm-heun"]["model"]["recipe"] == "edm"

@@ -10,13 +10,15 @@ from tests.conftest import GaussianDenoiser
 
 SHAPE = (1, 4, 4)
 STOCHASTIC = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
-              ("ddim", {"eta": 0.0})]
+              ("ddim", {"eta": 0.0}), ("edm-heun", {}), ("edm-stochastic", {"S_churn": 40.0}),
+              ("edm-euler-ancestral", {})]
 
 
 def run(method_name, denoiser, indices, steps=10, seed=0, **hparams):
     """Sample with the exact Gaussian denoiser; x0-clipping is off because N(0.3, 0.5^2) leaves [-1, 1]."""
-    hparams.setdefault("clip_denoised", False)
     method = METHODS.get(method_name)
+    if "clip_denoised" in method.defaults:
+        hparams.setdefault("clip_denoised", False)
     hparams = method.resolve_hparams(hparams)
     rng = PerSampleRNG(seed, indices)
     latents = rng.randn(SHAPE)
@@ -40,6 +42,7 @@ def test_nfe_equals_denoiser_calls(gaussian_denoiser, name, hparams, steps):
 
     class Spy(torch.nn.Module):
         sigmas = gaussian_denoiser.sigmas
+        sigma_min, sigma_max = gaussian_denoiser.sigma_min, gaussian_denoiser.sigma_max
 
         def forward(self, x, sigma, cond=None):
             calls.append(1)

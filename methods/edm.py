@@ -1,0 +1,128 @@
+"""EDM: Karras, Aittala, Aila & Laine 2022, "Elucidating the Design Space of Diffusion-Based
+Generative Models".
+
+Training: the EDM loss (Sec. 5, Table 1): ln(sigma) ~ N(P_mean, P_std^2) with P_mean = -1.2,
+P_std = 1.2, weight lambda(sigma) = (sigma^2 + s_d^2) / (sigma s_d)^2, through the EDM
+preconditioning (`methods.denoisers.EDMPrecond`, s_d = 0.5).
+Sampling: Algorithm 1 (deterministic Heun), Algorithm 2 (stochastic Heun with churn) and
+Euler-ancestral steps in sigma space, on the time steps of Eq. 5 (`karras_sigmas`).
+"""
+import math
+
+import torch
+
+from methods.base import OBJECTIVES, Objective, register_method
+from methods.denoisers import EDMPrecond
+
+P_MEAN, P_STD, SIGMA_DATA = -1.2, 1.2, 0.5
+
+
+def edm_loss(net, x0, generator, labels=None, lowres=None):
+    """E_sigma,n [ lambda(sigma) || D(x0 + n; sigma) - x0 ||^2 ] with lognormal sigma."""
+    sigma = (torch.randn(x0.shape[0], generator=generator, device=x0.device) * P_STD + P_MEAN).exp()
+    weight = (sigma ** 2 + SIGMA_DATA ** 2) / (sigma * SIGMA_DATA) ** 2
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device) * sigma.reshape(-1, 1, 1, 1)
+    denoised = EDMPrecond(net, sigma_data=SIGMA_DATA)(x0 + noise, sigma, {"labels": labels, "lowres": lowres})
+    return (weight.reshape(-1, 1, 1, 1) * (denoised - x0) ** 2).mean()
+
+
+OBJECTIVES.register("edm", Objective("edm", edm_loss, lambda net: EDMPrecond(net, sigma_data=SIGMA_DATA)))
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """Eq. 5: n noise levels from sigma_max to sigma_min, evenly spaced in sigma^(1/rho), then 0."""
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    inv_rho = 1 / rho
+    sigmas = (sigma_max ** inv_rho + ramp * (sigma_min ** inv_rho - sigma_max ** inv_rho)) ** rho
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+
+
+def edm_schedule(denoiser, steps: int, *, sigma_min=0.002, sigma_max=80.0, rho=7.0) -> torch.Tensor:
+    """`karras_sigmas`, clamped to the denoiser's trained range."""
+    return karras_sigmas(steps, max(sigma_min, denoiser.sigma_min), min(sigma_max, denoiser.sigma_max), rho)
+
+
+def heun_step(denoiser, x, t_cur, t_next, cond, last: bool):
+    """One step of Algorithms 1 and 2: Euler from t_cur to t_next, then the 2nd-order
+    correction unless this is the last step (which ends at sigma = 0)."""
+    denoised = denoiser(x, t_cur, cond)
+    d_cur = (x - denoised) / t_cur
+    x_next = x + (t_next - t_cur) * d_cur                       # Euler step.
+    if not last:                                                # 2nd-order correction.
+        d_prime = (x_next - denoiser(x_next, t_next, cond)) / t_next
+        x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next, denoised
+
+
+@torch.no_grad()
+def sample_edm_heun(denoiser, x, sigmas, *, rng, cond=None, callback=None):
+    """EDM deterministic sampler (Karras et al. 2022, Algorithm 1): Heun, Euler on the last step."""
+    num_steps = len(sigmas) - 1
+    x = x * sigmas[0].to(x.dtype)
+    for i in range(num_steps):
+        t_cur, t_next = sigmas[i].to(x.dtype), sigmas[i + 1].to(x.dtype)
+        x, denoised = heun_step(denoiser, x, t_cur, t_next, cond, last=i == num_steps - 1)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_cur, "denoised": denoised})
+    return x
+
+
+@torch.no_grad()
+def sample_edm_stochastic(denoiser, x, sigmas, *, rng, cond=None, callback=None, S_churn=0.0,
+                          S_min=0.0, S_max=1000.0, S_noise=1.0):
+    """EDM stochastic sampler (Karras et al. 2022, Algorithm 2): Heun with churn.
+
+    S_max defaults to 1000 rather than the reference code's inf (JSON rows cannot hold inf);
+    above every sigma_max used here, it is the same sampler."""
+    num_steps = len(sigmas) - 1
+    x = x * sigmas[0].to(x.dtype)
+    for i in range(num_steps):
+        t_cur, t_next = sigmas[i].to(x.dtype), sigmas[i + 1].to(x.dtype)
+        # Increase noise temporarily: t_hat = t_cur + gamma t_cur.
+        gamma = min(S_churn / num_steps, math.sqrt(2) - 1) if S_min <= float(t_cur) <= S_max else 0.0
+        t_hat = t_cur + gamma * t_cur
+        if gamma > 0:
+            x = x + (t_hat ** 2 - t_cur ** 2).sqrt() * S_noise * rng.randn_like(x)
+        x, denoised = heun_step(denoiser, x, t_hat, t_next, cond, last=i == num_steps - 1)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_hat, "denoised": denoised})
+    return x
+
+
+def ancestral_step(sigma_from, sigma_to, eta: float = 1.0):
+    """Split a step to sigma_to into a deterministic part down to sigma_down and fresh noise
+    sigma_up, with sigma_down^2 + sigma_up^2 = sigma_to^2 (the DDPM-like ancestral split)."""
+    sigma_up = torch.minimum(sigma_to, eta * (sigma_to ** 2 * (sigma_from ** 2 - sigma_to ** 2) / sigma_from ** 2).sqrt())
+    return (sigma_to ** 2 - sigma_up ** 2).sqrt(), sigma_up
+
+
+@torch.no_grad()
+def sample_edm_euler_ancestral(denoiser, x, sigmas, *, rng, cond=None, callback=None, eta=1.0,
+                               s_noise=1.0):
+    """Euler-ancestral steps in sigma space (the ancestral sampler of k-diffusion, after
+    Song et al. 2021's reverse-SDE ancestral sampling) on an EDM denoiser."""
+    x = x * sigmas[0].to(x.dtype)
+    for i in range(len(sigmas) - 1):
+        t_cur, t_next = sigmas[i].to(x.dtype), sigmas[i + 1].to(x.dtype)
+        denoised = denoiser(x, t_cur, cond)
+        sigma_down, sigma_up = ancestral_step(t_cur, t_next, eta)
+        x = x + (sigma_down - t_cur) * (x - denoised) / t_cur   # Euler step to sigma_down.
+        if t_next > 0:
+            x = x + sigma_up * s_noise * rng.randn_like(x)      # Fresh noise up to sigma_next.
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_cur, "denoised": denoised})
+    return x
+
+
+register_method(
+    name="edm-heun", family="edm", task="generate", model="edm", sampler=sample_edm_heun,
+    schedule=edm_schedule, version="1", expected_nfe=lambda steps: 2 * steps - 1,
+    paper="Karras et al. 2022, Algorithm 1")
+register_method(
+    name="edm-stochastic", family="edm", task="generate", model="edm", sampler=sample_edm_stochastic,
+    schedule=edm_schedule, version="1", expected_nfe=lambda steps: 2 * steps - 1,
+    paper="Karras et al. 2022, Algorithm 2")
+register_method(
+    name="edm-euler-ancestral", family="edm", task="generate", model="edm",
+    sampler=sample_edm_euler_ancestral, schedule=edm_schedule, version="1",
+    paper="Euler-ancestral in sigma space (k-diffusion), EDM denoiser")

@@ -85,6 +85,10 @@ register_recipe(ModelRecipe(
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
     budget=TrainBudget(steps=900, batch_size=128, lr=2e-3, bf16=True)))
 register_recipe(ModelRecipe(
+    name="flow", model="flow", objective="flow", dataset="",
+    network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
+    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3, bf16=True)))
+register_recipe(ModelRecipe(
     name="eps-digits8", model="eps", objective="ddpm-eps", dataset="digits8",
     network=UNetConfig(image_size=8, base_channels=16, channel_mult=(1, 2)),
     budget=TrainBudget(steps=300, batch_size=64, lr=2e-3)))

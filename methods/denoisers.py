@@ -70,3 +70,21 @@ class EDMPrecond(nn.Module):
         c_noise = sigma.flatten().log() / 4
         out = self.net(x * c_in, c_noise, **_net_kwargs(cond))
         return c_skip * x + c_out * out.to(x.dtype)
+
+
+class FlowVelocityDenoiser(nn.Module):
+    """A velocity network on the linear path x_t = (1 - t) x0 + t n (t = 0 data, t = 1 noise;
+    dx_t/dt = n - x0), seen as a Denoiser: sigma = t / (1 - t), x_t = x / (1 + sigma) and
+    x0_hat = x_t - t v(x_t, t). The network sees 1000 t, the DDPM timestep scale."""
+
+    def __init__(self, net: nn.Module, sigma_min: float = 1e-4, sigma_max: float = 1e4):
+        super().__init__()
+        self.net = net
+        self.sigma_min, self.sigma_max, self.sigma_data = sigma_min, sigma_max, 1.0
+
+    def forward(self, x: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
+        sigma = _expand(sigma, x)
+        t = sigma / (1 + sigma)
+        x_t = x / (1 + sigma)
+        velocity = self.net(x_t, 1000 * t.flatten(), **_net_kwargs(cond))
+        return x_t - t * velocity.to(x.dtype)

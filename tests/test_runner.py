@@ -101,24 +101,21 @@ def test_samples_do_not_depend_on_batch_size(write_suite, tmp_path):
     assert (grids[0] == grids[1]).all()
 
 
-def test_edm_methods_train_and_run_through_the_harness(write_suite, tmp_path):
-    text = TINY_SUITE + """
-[models.edm]
-recipe = "edm"
+@pytest.mark.parametrize("kind, method, steps, nfe", [
+    ("edm", "edm-heun", 3, 5), ("edm", "edm-stochastic", 3, 5), ("edm", "edm-euler-ancestral", 3, 3),
+    ("flow", "flow-euler", 3, 3), ("flow", "flow-heun", 3, 5)])
+def test_each_model_kind_trains_and_runs_through_the_harness(write_suite, tmp_path, kind, method, steps, nfe):
+    text = TINY_SUITE + f"""
+[models.{kind}]
+recipe = "{kind}"
 steps = 20
 base_channels = 8
 batch_size = 32
 
 [[cells]]
-method = "edm-heun"
-steps = [3]
-
-[[cells]]
-method = "edm-euler-ancestral"
-steps = [3]
+method = "{method}"
+steps = [{steps}]
 """
     run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
-    rows = {r["method"]: r for r in rows_of(tmp_path / "results")}
-    assert rows["edm-heun"]["status"] == "ok" and rows["edm-heun"]["nfe"] == 5
-    assert rows["edm-euler-ancestral"]["nfe"] == 3
-    assert rows["edm-heun"]["model"]["recipe"] == "edm"
+    row = {r["method"]: r for r in rows_of(tmp_path / "results")}[method]
+    assert row["status"] == "ok" and row["nfe"] == nfe and row["model"]["recipe"] == kind

@@ -11,7 +11,7 @@ from tests.conftest import GaussianDenoiser
 SHAPE = (1, 4, 4)
 STOCHASTIC = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
               ("ddim", {"eta": 0.0}), ("edm-heun", {}), ("edm-stochastic", {"S_churn": 40.0}),
-              ("edm-euler-ancestral", {})]
+              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {})]
 
 
 def run(method_name, denoiser, indices, steps=10, seed=0, **hparams):
@@ -122,7 +122,10 @@ def test_samplers_recover_the_gaussian_data_distribution(gaussian_denoiser, name
     fine = run(name, gaussian_denoiser, range(1000), steps=250, **hparams)
     assert abs(float(fine.mean()) - gaussian_denoiser.mu) < 0.02
     assert abs(float(fine.std()) - gaussian_denoiser.s) < 0.02
-    assert abs(float(fine.std()) - gaussian_denoiser.s) < abs(float(coarse.std()) - gaussian_denoiser.s)
+    # Once a sampler is at the Monte-Carlo floor (std's standard error here: 0.5 / sqrt(2 * 16000)
+    # = 0.003), "shrinks" can only hold to within that error.
+    fine_error = abs(float(fine.std()) - gaussian_denoiser.s)
+    assert fine_error < abs(float(coarse.std()) - gaussian_denoiser.s) + 0.003
 
 
 def test_respaced_sigmas_span_the_training_range(gaussian_denoiser):

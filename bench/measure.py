@@ -6,21 +6,27 @@ from pathlib import Path
 
 import torch
 
+from methods.denoisers import inherit_sigma_range
+
 
 class CountingDenoiser(torch.nn.Module):
-    """Wraps a Denoiser and counts its calls; exposes the wrapped sigma range unchanged."""
+    """Wraps a Denoiser and counts its calls and its per-sample evaluations (a batched call on
+    2B rows, as classifier-free guidance makes, is two evaluations for each of B samples)."""
 
     def __init__(self, denoiser: torch.nn.Module):
         super().__init__()
         self.inner = denoiser
-        self.calls = 0
-        for attribute in ("sigma_min", "sigma_max", "sigma_data", "sigmas"):
-            if hasattr(denoiser, attribute):
-                setattr(self, attribute, getattr(denoiser, attribute))
+        self.calls = self.evaluations = 0
+        inherit_sigma_range(self, denoiser)
 
     def forward(self, x, sigma, cond=None):
         self.calls += 1
+        self.evaluations += x.shape[0]
         return self.inner(x, sigma, cond)
+
+    def nfe(self, batch_size: int) -> float:
+        """Network evaluations per sample."""
+        return self.evaluations / batch_size
 
 
 def synchronize(device: torch.device) -> None:

@@ -28,6 +28,8 @@ class Metric:
 
 METRICS: Registry[Metric] = Registry("metric")
 METRICS.register("fid", Metric("fid", False, "Frechet distance between feature Gaussians"))
+METRICS.register("class_acc", Metric("class_acc", True,
+                                     "domain classifier's accuracy on samples vs requested labels"))
 
 EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")
 EXTRACTORS.register("lenet", lenet_extractor)
@@ -42,6 +44,13 @@ def features_of(extractor: Extractor, images_uint8: torch.Tensor, batch_size: in
     chunks = [extractor(images_uint8[i:i + batch_size])[extractor.feature_layer]
               for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(chunks).double().cpu()
+
+
+def class_accuracy(extractor: Extractor, images_uint8: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of samples the domain classifier assigns to the label they were generated for."""
+    predicted = torch.cat([extractor(images_uint8[i:i + 500])["logits"].argmax(1).cpu()
+                           for i in range(0, len(images_uint8), 500)])
+    return float((predicted == labels.cpu()).float().mean())
 
 
 def fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:

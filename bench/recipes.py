@@ -20,6 +20,7 @@ from bench.training import TrainBudget, train
 from methods import OBJECTIVES, UNet, UNetConfig
 
 FORMAT_VERSION = 1
+LABEL_DROPOUT = 0.1   # class-conditional training drops the label this often (Ho & Salimans 2022)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,9 +48,11 @@ class ModelRecipe:
                                    budget=dataclasses.replace(self.budget, **budget))
 
     def for_dataset(self, dataset: ImageDataset) -> "ModelRecipe":
+        """Image shape, and for a class-conditional network the class count, from the data."""
         channels, size = dataset.shape[0], dataset.shape[1]
+        classes = dataset.num_classes if self.network.num_classes else 0
         return dataclasses.replace(self, network=dataclasses.replace(
-            self.network, image_channels=channels, image_size=size))
+            self.network, image_channels=channels, image_size=size, num_classes=classes))
 
     def cache_key(self, dataset_hash: str) -> str:
         spec = {"format": FORMAT_VERSION, "model": self.model, "objective": self.objective,
@@ -88,6 +91,11 @@ register_recipe(ModelRecipe(
     name="flow", model="flow", objective="flow", dataset="",
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
     budget=TrainBudget(steps=900, batch_size=128, lr=2e-3, bf16=True)))
+for _kind in ("eps", "edm", "flow"):
+    _base = RECIPES.get(_kind)
+    register_recipe(dataclasses.replace(  # num_classes is set from the dataset
+        _base, name=f"{_kind}-cond", model=f"{_kind}-cond",
+        network=dataclasses.replace(_base.network, num_classes=1)))
 register_recipe(ModelRecipe(
     name="eps-digits8", model="eps", objective="ddpm-eps", dataset="digits8",
     network=UNetConfig(image_size=8, base_channels=16, channel_mult=(1, 2)),
@@ -126,13 +134,13 @@ def model_directory(recipe: ModelRecipe, dataset: ImageDataset) -> Path:
 def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
     """Load the recipe's cached checkpoint, training (or resuming) it first when missing."""
     dataset = load_dataset(recipe.dataset)
+    if recipe.network.num_classes and dataset.labels is None:
+        raise DiffbenchError(f"recipe {recipe.name!r} is class-conditional but dataset "
+                             f"{recipe.dataset!r} has no labels: use an unconditional recipe")
     recipe = recipe.for_dataset(dataset)
     objective = OBJECTIVES.get(recipe.objective)
     directory = model_directory(recipe, dataset)
     final = directory / "model.safetensors"
-    if recipe.network.num_classes and dataset.labels is None:
-        raise DiffbenchError(f"recipe {recipe.name!r} is class-conditional but dataset "
-                             f"{recipe.dataset!r} has no labels")
     if not checkpoint_exists(final):
         _train_recipe(recipe, dataset, objective, directory)
     tensors, meta = load_checkpoint(final, f"model {recipe.name!r}")
@@ -155,8 +163,11 @@ def _train_recipe(recipe, dataset, objective, directory):
     use_labels = bool(recipe.network.num_classes)
 
     def loss_fn(model, index, generator):
-        return objective.loss(model, images[index], generator,
-                              labels=labels[index] if use_labels else None)
+        batch_labels = None
+        if use_labels:  # drop the label (use the null class) LABEL_DROPOUT of the time
+            dropped = torch.rand(len(index), generator=generator) < LABEL_DROPOUT
+            batch_labels = torch.where(dropped, recipe.network.num_classes, labels[index])
+        return objective.loss(model, images[index], generator, labels=batch_labels)
 
     meta = {"recipe": recipe.name, "cache_key": recipe.cache_key(dataset.content_hash),
             "model": recipe.model, "objective": recipe.objective, "dataset": dataset.name,

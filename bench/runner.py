@@ -14,8 +14,8 @@ import torch
 from bench.config import CellSpec, SuiteConfig
 from bench.datasets import load_dataset
 from bench.measure import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
-from bench.metrics import (fid_from_statistics, fid_protocol, fid_statistics, features_of,
-                           load_extractor, protocol_fingerprint, reference_statistics)
+from bench.metrics import (class_accuracy, fid_from_statistics, fid_protocol, fid_statistics,
+                           features_of, load_extractor, protocol_fingerprint, reference_statistics)
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, resolve_recipe
@@ -176,15 +176,23 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
     }
 
 
-def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor, float, int]:
-    """One batch: samples for `indices`, its wall-clock seconds, and its denoiser calls."""
+def class_labels(model: LoadedModel, indices) -> torch.Tensor | None:
+    """Sample i of a class-conditional cell asks for class i mod K (balanced, seed-independent)."""
+    classes = model.recipe.network.num_classes
+    return torch.tensor([i % classes for i in indices]) if classes else None
+
+
+def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor, float, float]:
+    """One batch: samples for `indices`, its wall-clock seconds, and network evaluations per sample."""
     counter = CountingDenoiser(model.denoiser)
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
-    dataset = load_dataset(ctx.config.dataset)
-    latents = rng.randn(dataset.shape)
+    latents = rng.randn(load_dataset(ctx.config.dataset).shape)
+    labels = class_labels(model, indices)
+    cond = None if labels is None else {"labels": labels.to(ctx.device),
+                                        "null_label": int(model.recipe.network.num_classes)}
     with Stopwatch(ctx.device) as watch:
-        x = method.sample(counter, latents, steps, rng=rng, cond=None, **hparams)
-    return x, watch.seconds, counter.calls
+        x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
+    return x, watch.seconds, counter.nfe(len(indices))
 
 
 def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
@@ -193,23 +201,28 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     with PeakMemory(ctx.device) as memory:
         for number, start in enumerate(range(0, config.n_samples, config.batch_size)):
             indices = range(start, min(start + config.batch_size, config.n_samples))
-            x, seconds, calls = generate(ctx, method, hparams, model, cell.steps, indices)
-            nfe_seen.add(calls)
+            x, seconds, nfe = generate(ctx, method, hparams, model, cell.steps, indices)
+            nfe_seen.add(nfe)
             if number >= config.warmup_batches:
                 per_image.append(seconds / len(indices))
             pixels.append(to_uint8(x).cpu())
     if len(nfe_seen) != 1:
-        raise RuntimeError(f"denoiser calls differ between batches: {sorted(nfe_seen)}")
+        raise RuntimeError(f"network evaluations per sample differ between batches: {sorted(nfe_seen)}")
     nfe = nfe_seen.pop()
+    nfe = int(nfe) if float(nfe).is_integer() else nfe
     pixels = torch.cat(pixels)
     fid, fid_flag = finite_or_none(
         fid_from_statistics(ctx.reference, fid_statistics(features_of(ctx.extractor, pixels))))
+    metrics = {"fid": {"value": fid, "flag": fid_flag, "higher_is_better": False, "uncertainty": None}}
+    labels = class_labels(model, range(config.n_samples))
+    if labels is not None:
+        metrics["class_acc"] = {"value": class_accuracy(ctx.extractor, pixels, labels), "flag": None,
+                                "higher_is_better": True, "uncertainty": None}
     timing = TimingSummary.of(per_image)
     grid = save_grid(pixels[:config.grid_size], ctx.store.directory / "samples" / f"{key}.png")
     return {
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
-        "metrics": {"fid": {"value": fid, "flag": fid_flag, "higher_is_better": False,
-                            "uncertainty": None}},
+        "metrics": metrics,
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": 1 / timing.median if timing.median > 0 else None,
         "memory": {"kind": memory.kind, "peak_bytes": memory.peak_bytes,
@@ -220,10 +233,10 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     }
 
 
-def flops_per_image(denoiser, shape, nfe: int, device) -> int | None:
+def flops_per_image(denoiser, shape, nfe: float, device) -> int | None:
     """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE."""
     from torch.utils.flop_counter import FlopCounterMode
     x = torch.zeros((1, *shape), device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         denoiser(x, torch.tensor([1.0], device=device))
-    return int(counter.get_total_flops()) * nfe
+    return int(round(counter.get_total_flops() * nfe))

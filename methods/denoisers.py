@@ -7,6 +7,16 @@ import torch
 from torch import nn
 
 
+SIGMA_ATTRIBUTES = ("sigma_min", "sigma_max", "sigma_data", "sigmas")
+
+
+def inherit_sigma_range(wrapper: nn.Module, denoiser: nn.Module) -> None:
+    """A wrapper around a Denoiser exposes the same noise range (and training sigmas, if any)."""
+    for attribute in SIGMA_ATTRIBUTES:
+        if hasattr(denoiser, attribute):
+            setattr(wrapper, attribute, getattr(denoiser, attribute))
+
+
 def _expand(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
     sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
     return sigma.reshape(-1, 1, 1, 1).expand(x.shape[0], 1, 1, 1)

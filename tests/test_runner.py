@@ -119,3 +119,27 @@ steps = [{steps}]
     run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
     row = {r["method"]: r for r in rows_of(tmp_path / "results")}[method]
     assert row["status"] == "ok" and row["nfe"] == nfe and row["model"]["recipe"] == kind
+
+
+COND_SUITE = TINY_SUITE + """
+[models.eps-cond]
+recipe = "eps-cond"
+steps = 20
+base_channels = 8
+batch_size = 32
+
+[[cells]]
+method = "ddim-cfg"
+steps = [3]
+sweep = { cfg_scale = [1.0, 3.0] }
+"""
+
+
+def test_guided_cells_count_both_evaluations_and_report_class_accuracy(write_suite, tmp_path):
+    run_suite(load_suite(str(write_suite(COND_SUITE))), tmp_path / "results")
+    rows = [r for r in rows_of(tmp_path / "results") if r["method"] == "ddim-cfg"]
+    by_scale = {r["hparams"]["cfg_scale"]: r for r in rows}
+    assert by_scale[1.0]["nfe"] == 3 and by_scale[3.0]["nfe"] == 6
+    for row in rows:
+        assert 0.0 <= row["metrics"]["class_acc"]["value"] <= 1.0
+    assert "class_acc" not in rows_of(tmp_path / "results")[0]["metrics"]   # unconditional ddim

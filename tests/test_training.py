@@ -60,3 +60,26 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(budget, 0) == pytest.approx(0.1)
     assert learning_rate(budget, 9) == pytest.approx(1.0)
     assert learning_rate(budget, 99) < 0.01
+
+
+def test_class_conditional_training_drops_ten_percent_of_labels():
+    from bench.recipes import ModelRecipe, ensure_trained
+    from methods import OBJECTIVES, UNetConfig
+    from methods.base import Objective
+    seen = []
+
+    def spy_loss(net, x0, generator, labels=None, lowres=None):
+        seen.append(labels.clone())
+        return sum(p.sum() for p in net.parameters()) * 0.0
+
+    OBJECTIVES.register("spy-test", Objective("spy-test", spy_loss, lambda net: net))
+    try:
+        recipe = ModelRecipe(name="spy-test", model="spy", objective="spy-test", dataset="digits8",
+                             network=UNetConfig(base_channels=8, channel_mult=(1,), num_classes=1),
+                             budget=TrainBudget(steps=50, batch_size=64, checkpoint_every=50))
+        ensure_trained(recipe)
+    finally:
+        OBJECTIVES.unregister("spy-test")
+    labels = torch.cat(seen)
+    dropped = (labels == 10).float().mean()
+    assert 0.07 < float(dropped) < 0.13 and int(labels.max()) == 10

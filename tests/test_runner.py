@@ -143,3 +143,17 @@ def test_guided_cells_count_both_evaluations_and_report_class_accuracy(write_sui
     for row in rows:
         assert 0.0 <= row["metrics"]["class_acc"]["value"] <= 1.0
     assert "class_acc" not in rows_of(tmp_path / "results")[0]["metrics"]   # unconditional ddim
+
+
+def test_a_users_npz_dataset_runs_end_to_end(write_suite, tmp_path):
+    import numpy as np
+    from bench.datasets import load_dataset
+    digits = load_dataset("digits8")
+    pixels = ((digits.images[:400, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
+    np.savez(tmp_path / "mydigits.npz", images=pixels, labels=digits.labels[:400].numpy())
+    text = (TINY_SUITE.replace('dataset = "digits8"', f'dataset = "{tmp_path / "mydigits.npz"}"')
+            .replace('recipe = "eps-digits8"', 'recipe = "eps"'))
+    run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
+    rows = rows_of(tmp_path / "results")
+    assert {r["status"] for r in rows} == {"ok"} and rows[0]["dataset"] == "user-mydigits"
+    assert rows[0]["protocol"]["extractor"] == "lenet-user-mydigits"

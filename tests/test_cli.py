@@ -107,3 +107,17 @@ def test_report_of_an_empty_suite_renders_a_note(capsys, tmp_path):
                            "--reports-dir", str(tmp_path / "rep"))
     assert code == 0
     assert "No results stored yet" in (tmp_path / "rep" / "nothing-yet" / "leaderboard.md").read_text()
+
+
+def test_train_with_an_unknown_recipe_exits_2(capsys):
+    code, _, err = run_cli(capsys, "train", "no-such-recipe")
+    assert code == 2 and "unknown model recipe 'no-such-recipe'" in one_line_error(err)
+
+
+def test_train_a_class_conditional_recipe_on_unlabelled_data_exits_2(capsys, tmp_path):
+    from PIL import Image
+    import numpy as np
+    for i in range(4):
+        Image.fromarray(np.full((4, 4), 60 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    code, _, err = run_cli(capsys, "train", "eps-cond", "--dataset", str(tmp_path))
+    assert code == 2 and "has no labels" in one_line_error(err)

@@ -15,13 +15,24 @@ import matplotlib.ticker  # noqa: E402
 from bench.registry import validate_name  # noqa: E402
 from bench.store import ResultStore, latest_per_cell  # noqa: E402
 
-COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, format)
-    ("NFE", lambda r: r["nfe"], None, "{:d}"),
-    ("FID", lambda r: _metric(r, "fid"), False, "{:.3f}"),
+METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "class_acc": ("class acc", "{:.3f}")}
+COST_COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, format)
     ("time / image (ms)", lambda r: _ms(r), False, "{:.2f}"),
     ("images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}"),
     ("peak memory (MiB)", lambda r: _mib(r), False, "{:.0f}"),
 ]
+
+
+def columns_for(rows: list[dict]) -> list[tuple]:
+    """NFE, then every metric some row has (with the direction it declares), then cost."""
+    present = {}
+    for row in rows:
+        for name, value in (row.get("metrics") or {}).items():
+            present.setdefault(name, value.get("higher_is_better", False))
+    ordered = [n for n in METRIC_HEADERS if n in present] + sorted(set(present) - set(METRIC_HEADERS))
+    metric_columns = [(METRIC_HEADERS.get(n, (n, ""))[0], lambda r, n=n: _metric(r, n), present[n],
+                       METRIC_HEADERS.get(n, (n, "{:.4g}"))[1]) for n in ordered]
+    return [("NFE", lambda r: r["nfe"], None, "{:g}")] + metric_columns + COST_COLUMNS
 
 
 def _metric(row, name):
@@ -54,10 +65,11 @@ def _header(name, higher_is_better) -> str:
 
 
 def leaderboard_table(rows: list[dict]) -> list[str]:
-    headers = ["method", "hyper-parameters", "steps"] + [_header(h, d) for h, _, d, _ in COLUMNS]
+    columns = columns_for(rows)
+    headers = ["method", "hyper-parameters", "steps"] + [_header(h, d) for h, _, d, _ in columns]
     headers.append("status")
     best = {}
-    for header, get, direction, _ in COLUMNS:
+    for header, get, direction, _ in columns:
         values = [get(r) for r in rows if r["status"] == "ok" and get(r) is not None]
         if direction is not None and values:
             best[header] = max(values) if direction else min(values)
@@ -65,7 +77,7 @@ def leaderboard_table(rows: list[dict]) -> list[str]:
     ordered = sorted(rows, key=lambda r: (r["method"], _hparams(r), r["steps"]))
     for row in ordered:
         cells = [row["method"], _hparams(row), str(row["steps"])]
-        for header, get, direction, fmt in COLUMNS:
+        for header, get, direction, fmt in columns:
             value = get(row) if row["status"] == "ok" else None
             cells.append(_cell(value, fmt, value is not None and best.get(header) == value))
         cells.append(row["status"] if row["status"] == "ok" else f"{row['status']}: {row['message']}")

@@ -70,3 +70,11 @@ def test_newest_row_of_a_cell_is_reported(stored):
     add(row("a", "ddim", 10, 9.0, 0.2), row("a", "ddim", 10, 3.0, 0.2))
     text = (render_report("s", tmp_path / "results", tmp_path / "reports") / "leaderboard.md").read_text()
     assert "3.000" in text and "9.000" not in text
+
+
+def test_a_metric_present_in_some_rows_gets_its_own_column():
+    with_acc = row("a", "ddim-cfg", 10, 5.0, 0.2)
+    with_acc["metrics"]["class_acc"] = {"value": 0.9, "higher_is_better": True}
+    lines = leaderboard_table([with_acc, row("b", "ddim", 10, 6.0, 0.2)])
+    assert "class acc ↑" in lines[0]
+    assert "**0.900**" in lines[3] and "n/a" in lines[2]   # rows ordered by method name

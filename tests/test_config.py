@@ -2,6 +2,7 @@ import pytest
 
 from bench.config import load_suite
 from bench.errors import DiffbenchError
+from bench.paths import REPO_ROOT
 from tests.conftest import TINY_SUITE
 
 
@@ -54,3 +55,9 @@ def test_too_few_samples_for_a_timed_round_is_refused(write_suite):
 def test_unsafe_suite_names_are_refused(name):
     with pytest.raises(DiffbenchError):
         load_suite(name)
+
+
+@pytest.mark.parametrize("suite", sorted(p.stem for p in (REPO_ROOT / "suites").glob("*.toml")))
+def test_every_shipped_suite_validates(suite):
+    config = load_suite(suite)
+    assert config.cells and config.name == suite

@@ -6,6 +6,8 @@ extractor and its weights hash.
 """
 import dataclasses
 import hashlib
+import io
+import json
 from typing import Callable
 
 import numpy as np
@@ -80,7 +82,6 @@ def reference_statistics(extractor: Extractor, dataset_spec: str, split: str) ->
             path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
     images, _ = dataset.split(split)
     stats = fid_statistics(features_of(extractor, to_uint8(images)))
-    import io
     buffer = io.BytesIO()
     np.savez(buffer, mu=stats["mu"], sigma=stats["sigma"], count=len(images))
     atomic_write(path, buffer.getvalue())
@@ -90,15 +91,14 @@ def reference_statistics(extractor: Extractor, dataset_spec: str, split: str) ->
 def fid_protocol(extractor: Extractor, dataset_spec: str, split: str, stats: dict,
                  reference_count: int, n_samples: int) -> dict:
     """The metric protocol fingerprint stored with every row."""
+    dataset = load_dataset(dataset_spec)
     return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
             "feature_layer": extractor.feature_layer, "resize": None,
             "quantisation": QUANTISATION, "n_samples": n_samples,
-            "reference": {"dataset": load_dataset(dataset_spec).name,
-                          "dataset_hash": load_dataset(dataset_spec).content_hash,
+            "reference": {"dataset": dataset.name, "dataset_hash": dataset.content_hash,
                           "split": split, "count": reference_count,
                           "statistics_hash": statistics_hash(stats)}}
 
 
 def protocol_fingerprint(protocol: dict) -> str:
-    import json
     return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:16]

@@ -4,6 +4,7 @@ import platform
 import subprocess
 
 import torch
+import torch_fidelity
 
 from bench.paths import REPO_ROOT
 
@@ -30,7 +31,6 @@ def device_name(device: torch.device) -> str:
 
 def provenance(device: torch.device) -> dict:
     sha, dirty = git_state()
-    import torch_fidelity
     return {
         "git_sha": sha, "git_dirty": dirty,
         "torch": torch.__version__, "cuda": torch.version.cuda,

@@ -106,9 +106,9 @@ def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
 def run_suite(config: SuiteConfig, results_root: Path) -> RunOutcome:
     ctx = prepare(config, results_root)
     done = ctx.store.completed_keys()
+    keys = [cell_key(ctx, cell) for cell in config.cells]
     written = skipped = 0
-    for number, cell in enumerate(config.cells, 1):
-        key = cell_key(ctx, cell)
+    for number, (cell, key) in enumerate(zip(config.cells, keys), 1):
         if key in done:
             skipped += 1
             log.info("[%d/%d] %s steps=%d: already stored, skipped", number, len(config.cells),
@@ -120,8 +120,7 @@ def run_suite(config: SuiteConfig, results_root: Path) -> RunOutcome:
                  summarise(row))
     # The exit status reflects every cell of this suite as stored, including skipped ones.
     rows, _ = ctx.store.read()
-    keys = {cell_key(ctx, c) for c in config.cells}
-    latest = {r["cell_key"]: r for r in rows if r["cell_key"] in keys}
+    latest = {r["cell_key"]: r for r in rows if r["cell_key"] in set(keys)}
     failed = sum(r["status"] != "ok" for r in latest.values())
     return RunOutcome(written, skipped, failed, ctx.store.rows_path)
 
@@ -129,8 +128,9 @@ def run_suite(config: SuiteConfig, results_root: Path) -> RunOutcome:
 def summarise(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['status']}: {row['message']}"
-    fid = row["metrics"]["fid"]["value"]
-    return (f"NFE={row['nfe']} FID={fid:.3f} "
+    fid = row["metrics"]["fid"]
+    fid_text = f"{fid['value']:.3f}" if fid["value"] is not None else f"null ({fid['flag']})"
+    return (f"NFE={row['nfe']} FID={fid_text} "
             f"time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms")
 
 
@@ -151,6 +151,7 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
 
 def base_row(ctx, cell, key, method, hparams, model) -> dict:
     config = ctx.config
+    dataset = load_dataset(config.dataset)
     return {
         "row_version": ROW_VERSION, "suite": config.name, "cell_key": key,
         "method": method.name, "method_version": method.version, "family": method.family,
@@ -159,15 +160,14 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
         "model": {"recipe": model.recipe.name, "cache_key": model.meta["cache_key"],
                   "checkpoint_sha256": model.checkpoint_sha256},
         "num_parameters": model.num_parameters,
-        "dataset": load_dataset(config.dataset).name,
-        "dataset_hash": load_dataset(config.dataset).content_hash,
+        "dataset": dataset.name, "dataset_hash": dataset.content_hash,
         "n_samples": config.n_samples, "seed": config.seed,
         "seed_range": [0, config.n_samples], "batch_size": config.batch_size,
         "nfe": None, "metrics": {}, "time_per_image_s": None, "throughput_images_per_s": None,
         "memory": None, "flops_per_image": None, "samples_grid": None,
         "status": "ok", "message": None,
         "protocol": ctx.protocol, "protocol_fingerprint": protocol_fingerprint(ctx.protocol),
-        "provenance": {**ctx.provenance, "dataset_hash": load_dataset(config.dataset).content_hash,
+        "provenance": {**ctx.provenance, "dataset_hash": dataset.content_hash,
                        "checkpoint_sha256": model.checkpoint_sha256,
                        "extractor": ctx.extractor.name,
                        "extractor_weights_sha256": ctx.extractor.weights_sha256,

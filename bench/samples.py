@@ -1,4 +1,5 @@
 """Sample grids written beside the results, so reports can show them from files alone."""
+import io
 from pathlib import Path
 
 import torch
@@ -10,12 +11,10 @@ from bench.paths import atomic_write
 
 def save_grid(pixels_uint8: torch.Tensor, path: Path, upscale: int = 2) -> Path:
     """A square-ish grid of uint8 NCHW images, saved as PNG (nearest-neighbour upscaled)."""
-    import io
     nrow = max(1, int(len(pixels_uint8) ** 0.5))
     grid = make_grid(pixels_uint8, nrow=nrow, padding=1, pad_value=255)
     array = grid.permute(1, 2, 0).numpy()
-    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 or
-                            (grid[0] == grid[1]).all() else array)
+    image = Image.fromarray(array[..., 0] if pixels_uint8.shape[1] == 1 else array)
     image = image.resize((image.width * upscale, image.height * upscale), Image.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

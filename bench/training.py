@@ -3,6 +3,7 @@
 Randomness (batch indices, noise) comes from one torch.Generator whose state is saved with
 each checkpoint, so an interrupted run resumes exactly where it stopped.
 """
+import copy
 import dataclasses
 import json
 import math
@@ -119,7 +120,6 @@ def train(model: torch.nn.Module, loss_fn: Callable, num_examples: int, budget: 
 
 
 def _copy_frozen(model: torch.nn.Module) -> torch.nn.Module:
-    import copy
     ema = copy.deepcopy(model).eval()
     ema.requires_grad_(False)
     return ema

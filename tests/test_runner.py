@@ -157,3 +157,10 @@ def test_a_users_npz_dataset_runs_end_to_end(write_suite, tmp_path):
     rows = rows_of(tmp_path / "results")
     assert {r["status"] for r in rows} == {"ok"} and rows[0]["dataset"] == "user-mydigits"
     assert rows[0]["protocol"]["extractor"] == "lenet-user-mydigits"
+
+
+def test_summary_of_a_row_with_a_null_fid_does_not_crash():
+    from bench.runner import summarise
+    row = {"status": "ok", "nfe": 3, "metrics": {"fid": {"value": None, "flag": "nan"}},
+           "time_per_image_s": {"median": 0.01}}
+    assert "FID=null (nan)" in summarise(row)

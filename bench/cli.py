@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="example: diffbench train eps --dataset mnist5k")
     train.add_argument("recipe", help="a model recipe name (see `diffbench ls recipes`)")
     train.add_argument("--dataset", help="dataset for a template recipe (default: mnist5k)")
+    train.add_argument("--scale", type=int, default=4,
+                       help="super-resolution factor for a superres recipe (default: 4)")
     return parser
 
 
@@ -76,11 +78,11 @@ def cmd_ls(args) -> int:
     if args.what == "methods":
         from methods import METHODS
         for name, m in METHODS.items():
-            print(f"{name:24s} {m.task:9s} model={m.model:6s} v{m.version}  {m.paper}")
+            print(f"{name:24s} {m.task:9s} model={m.model or '-':6s} v{m.version}  {m.paper}")
     elif args.what == "datasets":
         from bench.datasets import DATASETS
         for name, loader in DATASETS.items():
-            print(f"{name:24s} {(loader.__doc__ or '').strip()}")
+            print(f"{name:24s} {(loader.__doc__ or '').strip().splitlines()[0]}")
     elif args.what == "metrics":
         from bench.metrics import METRICS
         for name, m in METRICS.items():
@@ -108,7 +110,7 @@ def cmd_train(args) -> int:
     from bench.recipes import ensure_trained, resolve_recipe, RECIPES
     recipe = RECIPES.get(args.recipe)
     dataset = args.dataset or recipe.dataset or "mnist5k"
-    model = ensure_trained(resolve_recipe(args.recipe, dataset, "--dataset"))
+    model = ensure_trained(resolve_recipe(args.recipe, dataset, "--dataset", args.scale))
     print(f"model {model.recipe.name}: checkpoint sha256 {model.checkpoint_sha256[:16]}, "
           f"{model.num_parameters} parameters")
     return 0

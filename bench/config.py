@@ -50,6 +50,7 @@ class SuiteConfig:
     metrics: tuple[str, ...] = ("fid",)
     device: str = "cpu"
     grid_size: int = 64
+    superres_scale: int = 4        # LR = HR downsampled by this factor (superres cells)
     models: tuple[tuple[str, ModelSpec], ...] = ()
     cells: tuple[CellSpec, ...] = ()
 
@@ -168,7 +169,7 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
                                      f"valid: {', '.join(CELL_KEYS)}")
         if not isinstance(cell.get("method"), str):
             raise DiffbenchError(f"{where}: {what} needs a 'method' string")
-        steps = cell.get("steps", [])
+        steps = cell.get("steps", [1])
         if not isinstance(steps, list) or not steps or not all(
                 type(s) is int and s > 0 for s in steps):
             raise DiffbenchError(f"{where}: {what}.steps must be a non-empty list of positive ints")
@@ -198,7 +199,7 @@ def _validate(config: SuiteConfig, where: str) -> None:
     for metric in config.metrics:
         named(METRICS, metric, "metric")
     named(EXTRACTORS, config.feature_extractor, "feature extractor")
-    for number in ("n_samples", "batch_size", "grid_size"):
+    for number in ("n_samples", "batch_size", "grid_size", "superres_scale"):
         if getattr(config, number) <= 0:
             raise DiffbenchError(f"{where}: [suite].{number} must be positive")
     if config.n_samples < (config.warmup_batches + 1) * config.batch_size:
@@ -216,8 +217,10 @@ def _validate(config: SuiteConfig, where: str) -> None:
             method.resolve_hparams(dict(cell.hparams))
         except (KeyError, TypeError) as err:
             raise DiffbenchError(f"{where}: {err.args[0]}") from None
-        if method.task != "generate":
-            raise DiffbenchError(f"{where}: method {cell.method!r} has task {method.task!r}; "
-                                 "this harness version runs 'generate' methods only")
-        spec = config.model_spec(method.model)
-        named(RECIPES, spec.recipe, "model recipe")
+        if method.model is None:
+            continue
+        recipe = named(RECIPES, config.model_spec(method.model).recipe, "model recipe")
+        if recipe.superres != (method.task == "superres"):
+            raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) cannot use "
+                                 f"recipe {recipe.name!r}: pick a {method.task} recipe for "
+                                 f"[models.{method.model}]")

@@ -43,8 +43,10 @@ class ImageDataset:
         return self.images[index], None if self.labels is None else self.labels[index]
 
 
-def from_uint8(name: str, pixels: np.ndarray, labels: np.ndarray | None) -> ImageDataset:
-    """Build a dataset from uint8 pixels shaped N x H x W or N x H x W x C."""
+def from_uint8(name: str, pixels: np.ndarray, labels: np.ndarray | None,
+               test_mask: np.ndarray | None = None) -> ImageDataset:
+    """Build a dataset from uint8 pixels shaped N x H x W or N x H x W x C. The test split is
+    `test_mask` when given (a dataset with a named split), else a seeded 20 % shuffle."""
     if pixels.ndim == 3:
         pixels = pixels[..., None]
     if pixels.ndim != 4 or pixels.shape[0] < 2:
@@ -55,13 +57,20 @@ def from_uint8(name: str, pixels: np.ndarray, labels: np.ndarray | None) -> Imag
     if labels is not None:
         labels = np.asarray(labels, dtype=np.int64)
         digest.update(labels.tobytes())
-    perm = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    n_test = max(1, int(round(TEST_FRACTION * len(pixels))))
-    digest.update(f"split:{SPLIT_SEED}:{n_test}".encode())
+    if test_mask is None:
+        perm = torch.randperm(len(pixels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        n_test = max(1, int(round(TEST_FRACTION * len(pixels))))
+        digest.update(f"split:{SPLIT_SEED}:{n_test}".encode())
+        train_index, test_index = perm[n_test:], perm[:n_test]
+    else:
+        test_mask = np.asarray(test_mask, dtype=bool)
+        digest.update(b"named-split:" + np.packbits(test_mask).tobytes())
+        train_index = torch.from_numpy(np.flatnonzero(~test_mask))
+        test_index = torch.from_numpy(np.flatnonzero(test_mask))
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
     return ImageDataset(name=name, images=images,
                         labels=None if labels is None else torch.from_numpy(labels),
-                        train_index=perm[n_test:], test_index=perm[:n_test],
+                        train_index=train_index, test_index=test_index,
                         content_hash=digest.hexdigest()[:16])
 
 
@@ -83,6 +92,44 @@ def digits8() -> ImageDataset:
     digits = load_digits()
     pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
     return from_uint8("digits8", pixels, digits.target)
+
+
+PHOTO_PATCH = 32                  # HR patch / tile size of the `photos` dataset
+PHOTO_TRAIN_PATCHES = 4000
+PHOTOS_TRAIN = ("astronaut", "rocket", "motorcycle")
+PHOTOS_TEST = ("chelsea", "coffee")
+
+
+def _photo(name: str) -> np.ndarray:
+    from skimage import data
+    if name == "motorcycle":
+        return data.stereo_motorcycle()[0]  # the left view; the right one is a near-duplicate
+    return getattr(data, name)()
+
+
+def _random_patches(photo: np.ndarray, count: int, generator: np.random.Generator) -> np.ndarray:
+    rows = generator.integers(0, photo.shape[0] - PHOTO_PATCH + 1, count)
+    cols = generator.integers(0, photo.shape[1] - PHOTO_PATCH + 1, count)
+    return np.stack([photo[r:r + PHOTO_PATCH, c:c + PHOTO_PATCH] for r, c in zip(rows, cols)])
+
+
+def _tiles(photo: np.ndarray) -> np.ndarray:
+    rows, cols = photo.shape[0] // PHOTO_PATCH, photo.shape[1] // PHOTO_PATCH
+    return np.stack([photo[r * PHOTO_PATCH:(r + 1) * PHOTO_PATCH, c * PHOTO_PATCH:(c + 1) * PHOTO_PATCH]
+                     for r in range(rows) for c in range(cols)])
+
+
+@DATASETS.register("photos")
+def photos() -> ImageDataset:
+    """32x32 RGB patches of the colour photographs inside scikit-image. Train: 1,333 seeded random
+    crops of each of astronaut, rocket and motorcycle (left view); test: every non-overlapping tile of
+    chelsea and coffee, so no test pixel comes from a training photograph."""
+    generator = np.random.default_rng(SPLIT_SEED)
+    per_photo = PHOTO_TRAIN_PATCHES // len(PHOTOS_TRAIN)
+    train = np.concatenate([_random_patches(_photo(n), per_photo, generator) for n in PHOTOS_TRAIN])
+    test = np.concatenate([_tiles(_photo(n)) for n in PHOTOS_TEST])
+    test_mask = np.r_[np.zeros(len(train), bool), np.ones(len(test), bool)]
+    return from_uint8("photos", np.concatenate([train, test]), None, test_mask)
 
 
 def _load_folder(path: Path) -> ImageDataset:

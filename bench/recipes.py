@@ -15,6 +15,7 @@ from bench.checkpoints import checkpoint_exists, load_checkpoint
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
 from bench.paths import cache_dir
+from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 from bench.registry import Registry
 from bench.training import TrainBudget, train
 from methods import OBJECTIVES, UNet, UNetConfig
@@ -31,6 +32,8 @@ class ModelRecipe:
     dataset: str               # "" for a template that trains on the suite's dataset
     network: UNetConfig = UNetConfig()
     budget: TrainBudget = TrainBudget()
+    superres: bool = False     # conditioned on the upsampled LR image (task = superres)
+    superres_scale: int = 0    # set from the suite for a superres recipe
 
     def with_overrides(self, overrides: Mapping[str, Any], where: str) -> "ModelRecipe":
         """Replace network or budget fields by name; an unknown key or wrong type is an error."""
@@ -52,12 +55,15 @@ class ModelRecipe:
         channels, size = dataset.shape[0], dataset.shape[1]
         classes = dataset.num_classes if self.network.num_classes else 0
         return dataclasses.replace(self, network=dataclasses.replace(
-            self.network, image_channels=channels, image_size=size, num_classes=classes))
+            self.network, image_channels=channels, image_size=size, num_classes=classes,
+            cond_channels=channels if self.superres else 0))
 
     def cache_key(self, dataset_hash: str) -> str:
         spec = {"format": FORMAT_VERSION, "model": self.model, "objective": self.objective,
                 "dataset_hash": dataset_hash, "network": dataclasses.asdict(self.network),
                 "budget": dataclasses.asdict(self.budget)}
+        if self.superres:
+            spec["superres"] = {"scale": self.superres_scale, "degradation": DEGRADATION}
         spec["budget"].pop("checkpoint_every")  # how often we save does not change the model
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -96,15 +102,28 @@ for _kind in ("eps", "edm", "flow"):
     register_recipe(dataclasses.replace(  # num_classes is set from the dataset
         _base, name=f"{_kind}-cond", model=f"{_kind}-cond",
         network=dataclasses.replace(_base.network, num_classes=1)))
+# Super-resolution: the same UNet, conditioned on the upsampled LR image (concatenated input).
+# Conditional SR is an easier task than generation, so a smaller budget (600 steps at 64).
+register_recipe(ModelRecipe(
+    name="sr3", model="sr3", objective="ddpm-eps", dataset="", superres=True,
+    network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
+    budget=TrainBudget(steps=600, batch_size=64, lr=2e-3, bf16=True)))
+register_recipe(ModelRecipe(
+    name="sr-edm", model="sr-edm", objective="edm", dataset="", superres=True,
+    network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
+    budget=TrainBudget(steps=600, batch_size=64, lr=2e-3, bf16=True)))
 register_recipe(ModelRecipe(
     name="eps-digits8", model="eps", objective="ddpm-eps", dataset="digits8",
     network=UNetConfig(image_size=8, base_channels=16, channel_mult=(1, 2)),
     budget=TrainBudget(steps=300, batch_size=64, lr=2e-3)))
 
 
-def resolve_recipe(name: str, dataset: str, where: str) -> ModelRecipe:
-    """A registered recipe bound to `dataset`: templates take it, specific recipes must match."""
+def resolve_recipe(name: str, dataset: str, where: str, superres_scale: int = 4) -> ModelRecipe:
+    """A registered recipe bound to `dataset` (templates take it, specific recipes must match)
+    and, for a superres recipe, to the suite's scale."""
     recipe = RECIPES.get(name)
+    if recipe.superres:
+        recipe = dataclasses.replace(recipe, superres_scale=superres_scale)
     if not recipe.dataset:
         return dataclasses.replace(recipe, dataset=dataset)
     if recipe.dataset != dataset:
@@ -161,16 +180,21 @@ def _train_recipe(recipe, dataset, objective, directory):
     torch.manual_seed(recipe.budget.seed)  # network initialisation only
     net = UNet(recipe.network)
     use_labels = bool(recipe.network.num_classes)
+    if recipe.superres:
+        check_scale(dataset.shape, recipe.superres_scale, f"recipe {recipe.name!r}")
+        conditions = condition_of(lowres_of(images, recipe.superres_scale), recipe.superres_scale)
 
     def loss_fn(model, index, generator):
         batch_labels = None
         if use_labels:  # drop the label (use the null class) LABEL_DROPOUT of the time
             dropped = torch.rand(len(index), generator=generator) < LABEL_DROPOUT
             batch_labels = torch.where(dropped, recipe.network.num_classes, labels[index])
-        return objective.loss(model, images[index], generator, labels=batch_labels)
+        lowres = conditions[index] if recipe.superres else None
+        return objective.loss(model, images[index], generator, labels=batch_labels, lowres=lowres)
 
     meta = {"recipe": recipe.name, "cache_key": recipe.cache_key(dataset.content_hash),
             "model": recipe.model, "objective": recipe.objective, "dataset": dataset.name,
             "dataset_hash": dataset.content_hash, "network": dataclasses.asdict(recipe.network),
-            "budget": dataclasses.asdict(recipe.budget), "torch": torch.__version__}
+            "budget": dataclasses.asdict(recipe.budget), "torch": torch.__version__,
+            "superres_scale": recipe.superres_scale}
     train(net, loss_fn, len(images), recipe.budget, directory, recipe.name, meta)

@@ -14,13 +14,17 @@ import torch
 from bench.config import CellSpec, SuiteConfig
 from bench.datasets import load_dataset
 from bench.measure import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
-from bench.metrics import (class_accuracy, fid_from_statistics, fid_protocol, fid_statistics,
-                           features_of, load_extractor, protocol_fingerprint, reference_statistics)
+from bench.metrics import (METRICS, class_accuracy, fid_from_statistics, fid_protocol, fid_statistics,
+                           features_of, fidelity_convention, load_extractor, lr_mse_per_image,
+                           mean_with_error, protocol_fingerprint, psnr_per_image,
+                           reference_statistics, ssim_per_image)
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, resolve_recipe
+from bench.errors import DiffbenchError
 from bench.samples import save_grid
 from bench.store import ResultStore, canonical_json, finite_or_none
+from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 from methods import METHODS, PerSampleRNG
 
 log = logging.getLogger("diffbench")
@@ -33,8 +37,8 @@ class SuiteContext:
     store: ResultStore
     device: torch.device
     extractor: object
-    reference: dict
-    protocol: dict
+    references: dict[str, dict]     # task -> FID reference statistics
+    protocols: dict[str, dict]      # task -> metric protocol
     models: dict[str, LoadedModel]
     provenance: dict
 
@@ -68,9 +72,9 @@ def resolved_config(config: SuiteConfig, models: dict[str, LoadedModel]) -> dict
 
 def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedModel]:
     models = {}
-    for kind in sorted({METHODS.get(c.method).model for c in config.cells}):
+    for kind in sorted({METHODS.get(c.method).model for c in config.cells} - {None}):
         spec = config.model_spec(kind)
-        recipe = resolve_recipe(spec.recipe, config.dataset, config.path)
+        recipe = resolve_recipe(spec.recipe, config.dataset, config.path, config.superres_scale)
         recipe = recipe.with_overrides(dict(spec.overrides), f"{config.path}: [models.{kind}]")
         models[kind] = ensure_trained(recipe, str(device))
     return models
@@ -81,25 +85,49 @@ def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
     store.ensure_writable()
     device = resolve_device(config.device)
     extractor = load_extractor(config.feature_extractor, config.dataset)
-    stats, count = reference_statistics(extractor, config.dataset, config.reference_split)
-    protocol = fid_protocol(extractor, config.dataset, config.reference_split, stats, count,
-                            config.n_samples)
+    references, protocols = {}, {}
+    for task in sorted({METHODS.get(c.method).task for c in config.cells}):
+        references[task], protocols[task] = task_protocol(config, extractor, task)
     models = load_models(config, device)
     store.write_config(resolved_config(config, models))
-    return SuiteContext(config, store, device, extractor, stats, protocol, models,
+    return SuiteContext(config, store, device, extractor, references, protocols, models,
                         provenance(device))
+
+
+def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[dict, dict]:
+    """Reference statistics and metric protocol of a task. Generation compares with the suite's
+    reference split; super-resolution super-resolves the first n_samples test images and
+    compares with the whole test split."""
+    split = config.reference_split if task == "generate" else "test"
+    stats, count = reference_statistics(extractor, config.dataset, split)
+    protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples)
+    if task == "superres":
+        dataset = load_dataset(config.dataset)
+        check_scale(dataset.shape, config.superres_scale, config.path)
+        if config.n_samples > len(dataset.test_index):
+            raise DiffbenchError(f"{config.path}: n_samples {config.n_samples} exceeds the "
+                                 f"{len(dataset.test_index)} test images super-resolution runs on; "
+                                 "lower n_samples")
+        protocol["superres"] = {"scale": config.superres_scale, "degradation": DEGRADATION,
+                                "inputs": "test split, first n_samples",
+                                "fidelity": fidelity_convention(dataset.shape[0], config.superres_scale)}
+    return stats, protocol
+
+
+def model_of(ctx: SuiteContext, method) -> LoadedModel | None:
+    return None if method.model is None else ctx.models[method.model]
 
 
 def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
     method = METHODS.get(cell.method)
-    model = ctx.models[method.model]
+    model = model_of(ctx, method)
     identity = {"method": method.name, "version": method.version, "steps": cell.steps,
                 "hparams": method.resolve_hparams(dict(cell.hparams)),
-                "checkpoint_sha256": model.checkpoint_sha256,
+                "checkpoint_sha256": model and model.checkpoint_sha256,
                 "dataset_hash": load_dataset(ctx.config.dataset).content_hash,
                 "n_samples": ctx.config.n_samples, "seed": ctx.config.seed,
                 "batch_size": ctx.config.batch_size, "device": str(ctx.device),
-                "protocol": protocol_fingerprint(ctx.protocol)}
+                "protocol": protocol_fingerprint(ctx.protocols[method.task])}
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
 
 
@@ -128,16 +156,15 @@ def run_suite(config: SuiteConfig, results_root: Path) -> RunOutcome:
 def summarise(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['status']}: {row['message']}"
-    fid = row["metrics"]["fid"]
-    fid_text = f"{fid['value']:.3f}" if fid["value"] is not None else f"null ({fid['flag']})"
-    return (f"NFE={row['nfe']} FID={fid_text} "
-            f"time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms")
+    scores = " ".join(f"{name}={m['value']:.4g}" if m["value"] is not None
+                      else f"{name}=null ({m['flag']})" for name, m in row["metrics"].items())
+    return f"NFE={row['nfe']} {scores} time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms"
 
 
 def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
     method = METHODS.get(cell.method)
     hparams = method.resolve_hparams(dict(cell.hparams))
-    model = ctx.models[method.model]
+    model = model_of(ctx, method)
     row = base_row(ctx, cell, key, method, hparams, model)
     try:
         row.update(sample_and_score(ctx, cell, method, hparams, model, key))
@@ -152,23 +179,25 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
 def base_row(ctx, cell, key, method, hparams, model) -> dict:
     config = ctx.config
     dataset = load_dataset(config.dataset)
+    protocol = ctx.protocols[method.task]
+    checkpoint = model and model.checkpoint_sha256
     return {
         "row_version": ROW_VERSION, "suite": config.name, "cell_key": key,
         "method": method.name, "method_version": method.version, "family": method.family,
         "task": method.task, "paper": method.paper, "steps": cell.steps, "hparams": hparams,
         "label": cell.label,
-        "model": {"recipe": model.recipe.name, "cache_key": model.meta["cache_key"],
-                  "checkpoint_sha256": model.checkpoint_sha256},
-        "num_parameters": model.num_parameters,
+        "model": model and {"recipe": model.recipe.name, "cache_key": model.meta["cache_key"],
+                            "checkpoint_sha256": checkpoint},
+        "num_parameters": model.num_parameters if model else 0,
         "dataset": dataset.name, "dataset_hash": dataset.content_hash,
         "n_samples": config.n_samples, "seed": config.seed,
         "seed_range": [0, config.n_samples], "batch_size": config.batch_size,
         "nfe": None, "metrics": {}, "time_per_image_s": None, "throughput_images_per_s": None,
         "memory": None, "flops_per_image": None, "samples_grid": None,
         "status": "ok", "message": None,
-        "protocol": ctx.protocol, "protocol_fingerprint": protocol_fingerprint(ctx.protocol),
+        "protocol": protocol, "protocol_fingerprint": protocol_fingerprint(protocol),
         "provenance": {**ctx.provenance, "dataset_hash": dataset.content_hash,
-                       "checkpoint_sha256": model.checkpoint_sha256,
+                       "checkpoint_sha256": checkpoint,
                        "extractor": ctx.extractor.name,
                        "extractor_weights_sha256": ctx.extractor.weights_sha256,
                        "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
@@ -176,23 +205,65 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
     }
 
 
-def class_labels(model: LoadedModel, indices) -> torch.Tensor | None:
+def class_labels(model: LoadedModel | None, indices) -> torch.Tensor | None:
     """Sample i of a class-conditional cell asks for class i mod K (balanced, seed-independent)."""
-    classes = model.recipe.network.num_classes
+    classes = model.recipe.network.num_classes if model else 0
     return torch.tensor([i % classes for i in indices]) if classes else None
+
+
+def superres_inputs(ctx, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """HR test images `indices` and their LR inputs."""
+    highres, _ = load_dataset(ctx.config.dataset).split("test")
+    highres = highres[list(indices)]
+    return highres, lowres_of(highres, ctx.config.superres_scale)
+
+
+def conditioning(ctx, method, model, indices) -> dict | None:
+    """What the sampler is conditioned on: class labels and/or the upsampled LR image."""
+    cond = {}
+    labels = class_labels(model, indices)
+    if labels is not None:
+        cond.update(labels=labels.to(ctx.device), null_label=int(model.recipe.network.num_classes))
+    if method.task == "superres":
+        _, lowres = superres_inputs(ctx, indices)
+        cond["lowres"] = condition_of(lowres, ctx.config.superres_scale).to(ctx.device)
+    return cond or None
 
 
 def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor, float, float]:
     """One batch: samples for `indices`, its wall-clock seconds, and network evaluations per sample."""
-    counter = CountingDenoiser(model.denoiser)
+    counter = CountingDenoiser(model.denoiser if model else None)
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
     latents = rng.randn(load_dataset(ctx.config.dataset).shape)
-    labels = class_labels(model, indices)
-    cond = None if labels is None else {"labels": labels.to(ctx.device),
-                                        "null_label": int(model.recipe.network.num_classes)}
+    cond = conditioning(ctx, method, model, indices)
     with Stopwatch(ctx.device) as watch:
         x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
     return x, watch.seconds, counter.nfe(len(indices))
+
+
+def metric(name: str, value, uncertainty=None) -> dict:
+    value, flag = finite_or_none(value)
+    return {"value": value, "flag": flag, "higher_is_better": METRICS.get(name).higher_is_better,
+            "uncertainty": uncertainty}
+
+
+def quality_metrics(ctx, method, model, pixels: torch.Tensor) -> dict:
+    """FID against the task's reference, plus class accuracy (conditional) or fidelity (SR)."""
+    config = ctx.config
+    fid = fid_from_statistics(ctx.references[method.task],
+                              fid_statistics(features_of(ctx.extractor, pixels)))
+    metrics = {"fid": metric("fid", fid)}
+    labels = class_labels(model, range(config.n_samples))
+    if labels is not None:
+        metrics["class_acc"] = metric("class_acc", class_accuracy(ctx.extractor, pixels, labels))
+    if method.task == "superres":
+        highres, lowres = superres_inputs(ctx, range(config.n_samples))
+        crop, target = config.superres_scale, to_uint8(highres)
+        for name, values in (("psnr", psnr_per_image(pixels, target, crop)),
+                             ("ssim", ssim_per_image(pixels, target, crop)),
+                             ("lr_mse", lr_mse_per_image(pixels, lowres, config.superres_scale))):
+            metrics[name] = metric(name, *mean_with_error(values))
+    return metrics
 
 
 def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
@@ -211,32 +282,27 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     nfe = nfe_seen.pop()
     nfe = int(nfe) if float(nfe).is_integer() else nfe
     pixels = torch.cat(pixels)
-    fid, fid_flag = finite_or_none(
-        fid_from_statistics(ctx.reference, fid_statistics(features_of(ctx.extractor, pixels))))
-    metrics = {"fid": {"value": fid, "flag": fid_flag, "higher_is_better": False, "uncertainty": None}}
-    labels = class_labels(model, range(config.n_samples))
-    if labels is not None:
-        metrics["class_acc"] = {"value": class_accuracy(ctx.extractor, pixels, labels), "flag": None,
-                                "higher_is_better": True, "uncertainty": None}
     timing = TimingSummary.of(per_image)
     grid = save_grid(pixels[:config.grid_size], ctx.store.directory / "samples" / f"{key}.png")
     return {
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
-        "metrics": metrics,
+        "metrics": quality_metrics(ctx, method, model, pixels),
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": 1 / timing.median if timing.median > 0 else None,
         "memory": {"kind": memory.kind, "peak_bytes": memory.peak_bytes,
                    "reserved_bytes": memory.reserved_bytes, "region": "sampling"},
-        "flops_per_image": flops_per_image(model.denoiser, load_dataset(config.dataset).shape,
-                                           nfe, ctx.device),
+        "flops_per_image": flops_per_image(ctx, method, model, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
     }
 
 
-def flops_per_image(denoiser, shape, nfe: float, device) -> int | None:
+def flops_per_image(ctx, method, model, nfe: float) -> int:
     """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE."""
     from torch.utils.flop_counter import FlopCounterMode
-    x = torch.zeros((1, *shape), device=device)
+    if model is None or nfe == 0:
+        return 0
+    x = torch.zeros((1, *load_dataset(ctx.config.dataset).shape), device=ctx.device)
+    cond = {"lowres": torch.zeros_like(x)} if method.task == "superres" else None
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        denoiser(x, torch.tensor([1.0], device=device))
+        model.denoiser(x, torch.tensor([1.0], device=ctx.device), cond)
     return int(round(counter.get_total_flops() * nfe))

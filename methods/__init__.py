@@ -2,7 +2,7 @@
 
 Importing this package registers every method and objective.
 """
-from methods import ddim, ddpm, edm, flow, guidance  # noqa: F401  (registration side effects)
+from methods import ddim, ddpm, edm, flow, guidance, superres  # noqa: F401  (registration side effects)
 from methods.base import METHODS, OBJECTIVES, Method, Objective, PerSampleRNG
 from methods.networks import UNet, UNetConfig
 

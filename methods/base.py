@@ -51,7 +51,7 @@ class Method:
     name: str
     family: str
     task: str
-    model: str                                  # the model kind it needs (a recipe provides it)
+    model: str | None                           # the model kind it needs (None: no network)
     sampler: Callable[..., torch.Tensor]
     schedule: Callable[..., torch.Tensor]       # schedule(denoiser, steps, **kw) -> n+1 sigmas
     defaults: Mapping[str, Any]

@@ -54,17 +54,21 @@ def heun_step(denoiser, x, t_cur, t_next, cond, last: bool):
     return x_next, denoised
 
 
-@torch.no_grad()
-def sample_edm_heun(denoiser, x, sigmas, *, rng, cond=None, callback=None):
-    """EDM deterministic sampler (Karras et al. 2022, Algorithm 1): Heun, Euler on the last step."""
+def heun_solve(denoiser, x, sigmas, cond=None, callback=None):
+    """Integrate the probability-flow ODE from x at sigmas[0] through `sigmas` (Algorithm 1's loop)."""
     num_steps = len(sigmas) - 1
-    x = x * sigmas[0].to(x.dtype)
     for i in range(num_steps):
         t_cur, t_next = sigmas[i].to(x.dtype), sigmas[i + 1].to(x.dtype)
         x, denoised = heun_step(denoiser, x, t_cur, t_next, cond, last=i == num_steps - 1)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": t_cur, "denoised": denoised})
     return x
+
+
+@torch.no_grad()
+def sample_edm_heun(denoiser, x, sigmas, *, rng, cond=None, callback=None):
+    """EDM deterministic sampler (Karras et al. 2022, Algorithm 1): Heun, Euler on the last step."""
+    return heun_solve(denoiser, x * sigmas[0].to(x.dtype), sigmas, cond, callback)
 
 
 @torch.no_grad()

@@ -163,4 +163,4 @@ def test_summary_of_a_row_with_a_null_fid_does_not_crash():
     from bench.runner import summarise
     row = {"status": "ok", "nfe": 3, "metrics": {"fid": {"value": None, "flag": "nan"}},
            "time_per_image_s": {"median": 0.01}}
-    assert "FID=null (nan)" in summarise(row)
+    assert "fid=null (nan)" in summarise(row)

@@ -160,5 +160,6 @@ def lr_mse_per_image(output_uint8: torch.Tensor, lowres: torch.Tensor, scale: in
 
 def mean_with_error(values: np.ndarray) -> tuple[float, dict]:
     """The mean and its standard error over images (the spread of a per-image metric)."""
-    sem = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+    finite = len(values) > 1 and bool(np.isfinite(values).all())
+    sem = float(values.std(ddof=1) / np.sqrt(len(values))) if finite else None
     return float(values.mean()), {"kind": "standard_error_of_mean", "value": sem, "n": len(values)}

@@ -15,9 +15,10 @@ DEGRADATION = "bicubic antialias downsample (torch), LR quantised to uint8; bicu
 
 
 def check_scale(shape: tuple[int, int, int], scale: int, what: str) -> None:
-    if scale < 2 or shape[1] % scale or shape[2] % scale:
-        raise DiffbenchError(f"{what}: superres_scale {scale} must be >= 2 and divide the image "
-                             f"size {shape[1]}x{shape[2]}; pick another scale or dataset")
+    if scale < 2 or shape[1] % scale or shape[2] % scale or min(shape[1:]) <= 2 * scale:
+        raise DiffbenchError(f"{what}: superres_scale {scale} must be >= 2, divide the image size "
+                             f"{shape[1]}x{shape[2]} and leave pixels after the {scale}-pixel border "
+                             "crop; pick another scale or dataset")
 
 
 def downsample(images: torch.Tensor, scale: int) -> torch.Tensor:

@@ -11,7 +11,14 @@ from tests.conftest import GaussianDenoiser
 SHAPE = (1, 4, 4)
 STOCHASTIC = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
               ("ddim", {"eta": 0.0}), ("edm-heun", {}), ("edm-stochastic", {"S_churn": 40.0}),
-              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {})]
+              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {}),
+              ("bicubic", {}), ("sr3", {}), ("headstart", {}), ("headstart", {"sigma_start": 5.0}),
+              ("regression", {})]
+
+
+def lowres_condition(indices) -> dict:
+    """A stand-in upsampled LR image for super-resolution methods, different for every sample."""
+    return {"lowres": torch.stack([torch.full(SHAPE, 0.01 * i - 0.3) for i in indices])}
 
 
 def run(method_name, denoiser, indices, steps=10, seed=0, **hparams):
@@ -22,7 +29,8 @@ def run(method_name, denoiser, indices, steps=10, seed=0, **hparams):
     hparams = method.resolve_hparams(hparams)
     rng = PerSampleRNG(seed, indices)
     latents = rng.randn(SHAPE)
-    return method.sample(denoiser, latents, steps, rng=rng, **hparams)
+    cond = lowres_condition(indices) if method.task == "superres" else None
+    return method.sample(denoiser, latents, steps, rng=rng, cond=cond, **hparams)
 
 
 @pytest.mark.parametrize("name, hparams", STOCHASTIC)

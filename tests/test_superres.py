@@ -164,12 +164,17 @@ method = "regression"
 
 
 @pytest.fixture(scope="module")
-def sr_rows(tmp_path_factory):
+def sr_results(tmp_path_factory):
     directory = tmp_path_factory.mktemp("sr")
     (directory / "suites").mkdir()
     (directory / "suites" / "tiny.toml").write_text(SR_SUITE)
     run_suite(load_suite(str(directory / "suites" / "tiny.toml")), directory / "results")
-    rows, _ = ResultStore(directory / "results", "tiny").read()
+    return directory / "results"
+
+
+@pytest.fixture(scope="module")
+def sr_rows(sr_results):
+    rows, _ = ResultStore(sr_results, "tiny").read()
     return {(r["method"], r["steps"]): r for r in rows}
 
 
@@ -210,3 +215,11 @@ def test_more_superres_samples_than_test_images_is_a_named_error(write_suite, tm
     text = SR_SUITE.replace("n_samples = 24", "n_samples = 400").replace("batch_size = 8", "batch_size = 200")
     with pytest.raises(DiffbenchError, match="exceeds the 359 test images"):
         run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
+
+
+def test_report_draws_the_psnr_fid_trade_off_and_states_the_sr_protocol(sr_results, tmp_path):
+    from bench.report import render_report
+    out = render_report("tiny", sr_results, tmp_path / "reports")
+    text = (out / "leaderboard.md").read_text()
+    assert "Super-resolution x2" in text and "2-pixel border crop" in text
+    assert (out / "psnr_vs_fid.png").stat().st_size > 1000 and (out / "fid_vs_nfe.png").is_file()

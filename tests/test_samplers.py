@@ -9,11 +9,12 @@ from methods.ddpm import alpha_bar, respaced_sigmas, sample_ddpm
 from tests.conftest import GaussianDenoiser
 
 SHAPE = (1, 4, 4)
-STOCHASTIC = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
+GENERATORS = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
               ("ddim", {"eta": 0.0}), ("edm-heun", {}), ("edm-stochastic", {"S_churn": 40.0}),
-              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {}),
-              ("bicubic", {}), ("sr3", {}), ("headstart", {}), ("headstart", {"sigma_start": 5.0}),
-              ("regression", {})]
+              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {})]
+SUPER_RESOLVERS = [("bicubic", {}), ("sr3", {}), ("headstart", {}), ("headstart", {"sigma_start": 5.0}),
+                   ("regression", {})]
+EVERY_SAMPLER = GENERATORS + SUPER_RESOLVERS
 
 
 def lowres_condition(indices) -> dict:
@@ -33,7 +34,7 @@ def run(method_name, denoiser, indices, steps=10, seed=0, **hparams):
     return method.sample(denoiser, latents, steps, rng=rng, cond=cond, **hparams)
 
 
-@pytest.mark.parametrize("name, hparams", STOCHASTIC)
+@pytest.mark.parametrize("name, hparams", EVERY_SAMPLER)
 def test_sample_i_is_the_same_for_batch_sizes_1_7_64(gaussian_denoiser, name, hparams):
     full = run(name, gaussian_denoiser, range(64), **hparams)
     singles = torch.cat([run(name, gaussian_denoiser, [i], **hparams) for i in (0, 5, 63)])
@@ -43,7 +44,7 @@ def test_sample_i_is_the_same_for_batch_sizes_1_7_64(gaussian_denoiser, name, hp
     torch.testing.assert_close(seven, full, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name, hparams", STOCHASTIC)
+@pytest.mark.parametrize("name, hparams", EVERY_SAMPLER)
 @pytest.mark.parametrize("steps", [1, 5, 17])
 def test_nfe_equals_denoiser_calls(gaussian_denoiser, name, hparams, steps):
     calls = []
@@ -122,7 +123,7 @@ def test_ddpm_step_matches_algorithm_2(gaussian_denoiser):
     torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, hparams", STOCHASTIC)
+@pytest.mark.parametrize("name, hparams", GENERATORS)
 def test_samplers_recover_the_gaussian_data_distribution(gaussian_denoiser, name, hparams):
     """With the exact denoiser, 250 steps land within 0.02 of the data mean and std, and the
     std error shrinks from 25 to 250 steps (DDPM's reverse variance is biased at coarse steps)."""

@@ -50,6 +50,12 @@ def _mib(row):
     return None if not memory or memory.get("peak_bytes") is None else memory["peak_bytes"] / 2**20
 
 
+def _order(row) -> tuple:
+    """Rows by method, then hyper-parameter values (numerically), then steps."""
+    return (row["method"], tuple((k, str(v)) if isinstance(v, str) else (k, v)
+                                 for k, v in sorted(row["hparams"].items())), row["steps"])
+
+
 def _hparams(row) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())) or "-"
 
@@ -75,7 +81,7 @@ def leaderboard_table(rows: list[dict]) -> list[str]:
         if direction is not None and values:
             best[header] = max(values) if direction else min(values)
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    ordered = sorted(rows, key=lambda r: (r["method"], _hparams(r), r["steps"]))
+    ordered = sorted(rows, key=_order)
     for row in ordered:
         cells = [row["method"], _hparams(row), str(row["steps"])]
         for header, get, direction, fmt in columns:
@@ -151,7 +157,7 @@ def _provenance_lines(group) -> list[str]:
 def _grid_lines(rows, results_dir: Path, out: Path) -> list[str]:
     lines = ["## Samples (the same seeds for every cell)", ""]
     (out / "samples").mkdir(exist_ok=True)
-    for row in sorted(rows, key=lambda r: (r["method"], _hparams(r), r["steps"])):
+    for row in sorted(rows, key=_order):
         source = row.get("samples_grid") and results_dir / row["samples_grid"]
         if not source or not source.is_file():
             continue
@@ -191,27 +197,31 @@ def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+SWEPT = ("sigma_start", "cfg_scale")   # hyper-parameters a suite sweeps to trace a trade-off
+
+
 def plot_psnr_vs_fid(rows: list[dict], path: Path) -> None:
-    """Each SR cell a point (FID, PSNR), labelled with its swept value; cells of one method and
-    step count joined left to right."""
+    """Each SR cell a point (FID, PSNR). A swept method is one line per step count, its points
+    labelled with the swept value; other methods are one line, points labelled with steps."""
     series: dict[str, list[tuple[float, float, str]]] = {}
     for row in rows:
         fid, psnr = _metric(row, "fid"), _metric(row, "psnr")
-        if row["status"] == "ok" and fid is not None and psnr is not None:
-            swept = ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())
-                              if k in ("sigma_start", "cfg_scale"))
-            series.setdefault(f"{row['method']} ({row['steps']} steps)", []).append((fid, psnr, swept))
+        if row["status"] != "ok" or fid is None or psnr is None:
+            continue
+        swept = [f"{row['hparams'][k]:g}" for k in SWEPT if k in row["hparams"]]
+        name = f"{row['method']} ({row['steps']} steps)" if swept else row["method"]
+        label = swept[0] if swept else (f"{row['steps']}" if row["nfe"] > 1 else "")
+        series.setdefault(name, []).append((fid, psnr, label))
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name, points in sorted(series.items()):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
-        for fid, psnr, swept in points:
-            if swept:
-                ax.annotate(swept.split("=")[-1], (fid, psnr), fontsize=6, xytext=(3, 3),
-                            textcoords="offset points")
-    ax.set_xlabel("FID ↓")
+        for fid, psnr, label in points:
+            ax.annotate(label, (fid, psnr), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("FID ↓ (log scale)")
     ax.set_ylabel("PSNR (dB) ↑")
-    ax.grid(True, alpha=0.3)
+    ax.grid(True, which="both", alpha=0.3)
     if series:
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -98,16 +98,17 @@ def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[dict, dict
     """Reference statistics and metric protocol of a task. Generation compares with the suite's
     reference split; super-resolution super-resolves the first n_samples test images and
     compares with the whole test split."""
-    split = config.reference_split if task == "generate" else "test"
-    stats, count = reference_statistics(extractor, config.dataset, split)
-    protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples)
+    dataset = load_dataset(config.dataset)
     if task == "superres":
-        dataset = load_dataset(config.dataset)
         check_scale(dataset.shape, config.superres_scale, config.path)
         if config.n_samples > len(dataset.test_index):
             raise DiffbenchError(f"{config.path}: n_samples {config.n_samples} exceeds the "
                                  f"{len(dataset.test_index)} test images super-resolution runs on; "
                                  "lower n_samples")
+    split = config.reference_split if task == "generate" else "test"
+    stats, count = reference_statistics(extractor, config.dataset, split)
+    protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples)
+    if task == "superres":
         protocol["superres"] = {"scale": config.superres_scale, "degradation": DEGRADATION,
                                 "inputs": "test split, first n_samples",
                                 "fidelity": fidelity_convention(dataset.shape[0], config.superres_scale)}

@@ -109,6 +109,11 @@ def one_per_step(steps: int) -> int:
     return steps
 
 
+def heun_nfe(steps: int) -> int:
+    """Heun samplers: two evaluations a step, one on the last (Euler) step."""
+    return 2 * steps - 1
+
+
 def register_method(**fields) -> Method:
     """Register a method; defaults are the sampler's keyword defaults and one NFE per step
     unless given."""

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from methods.base import OBJECTIVES, Objective, register_method
+from methods.base import OBJECTIVES, Objective, heun_nfe, register_method
 from methods.denoisers import EDMPrecond
 
 P_MEAN, P_STD, SIGMA_DATA = -1.2, 1.2, 0.5
@@ -120,11 +120,11 @@ def sample_edm_euler_ancestral(denoiser, x, sigmas, *, rng, cond=None, callback=
 
 register_method(
     name="edm-heun", family="edm", task="generate", model="edm", sampler=sample_edm_heun,
-    schedule=edm_schedule, version="1", expected_nfe=lambda steps: 2 * steps - 1,
+    schedule=edm_schedule, version="1", expected_nfe=heun_nfe,
     paper="Karras et al. 2022, Algorithm 1")
 register_method(
     name="edm-stochastic", family="edm", task="generate", model="edm", sampler=sample_edm_stochastic,
-    schedule=edm_schedule, version="1", expected_nfe=lambda steps: 2 * steps - 1,
+    schedule=edm_schedule, version="1", expected_nfe=heun_nfe,
     paper="Karras et al. 2022, Algorithm 2")
 register_method(
     name="edm-euler-ancestral", family="edm", task="generate", model="edm",

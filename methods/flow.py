@@ -9,7 +9,7 @@ Through the Denoiser contract sigma = t / (1 - t), so t_max = sigma_max / (1 + s
 import torch
 from torch.nn import functional as F
 
-from methods.base import OBJECTIVES, Objective, register_method
+from methods.base import OBJECTIVES, Objective, heun_nfe, register_method
 from methods.denoisers import FlowVelocityDenoiser
 
 
@@ -76,5 +76,5 @@ register_method(
     schedule=flow_schedule, version="1", paper="Lipman et al. 2023; Liu et al. 2022 (Euler)")
 register_method(
     name="flow-heun", family="flow", task="generate", model="flow", sampler=sample_flow_heun,
-    schedule=flow_schedule, version="1", expected_nfe=lambda steps: 2 * steps - 1,
+    schedule=flow_schedule, version="1", expected_nfe=heun_nfe,
     paper="Lipman et al. 2023; Liu et al. 2022 (Heun)")

@@ -18,7 +18,7 @@ it concatenated to their noisy input.
 """
 import torch
 
-from methods.base import register_method
+from methods.base import heun_nfe, register_method
 from methods.ddpm import respaced_sigmas, sample_ddpm
 from methods.edm import heun_solve, karras_sigmas
 
@@ -64,7 +64,7 @@ register_method(
     paper="Saharia et al. 2021 (SR3), DDPM Algorithm 2 conditioned on the upsampled LR")
 register_method(
     name="headstart", family="superres", task="superres", model="sr-edm", sampler=sample_headstart,
-    schedule=headstart_schedule, version="1", expected_nfe=lambda steps: 2 * steps - 1,
+    schedule=headstart_schedule, version="1", expected_nfe=heun_nfe,
     paper="noised upsampled LR + EDM Heun (SDEdit / CCDF-style head start)")
 register_method(
     name="regression", family="superres", task="superres", model="sr-edm", sampler=sample_headstart,

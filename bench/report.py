@@ -168,6 +168,16 @@ def _grid_lines(rows, results_dir: Path, out: Path) -> list[str]:
     return lines
 
 
+MARKERS = "osD^v<>"
+
+
+def _line_style(number: int) -> dict:
+    """Ten colours, then the next marker and dash, so that no two series look alike."""
+    cycle = number // 10
+    return {"color": f"C{number % 10}", "marker": MARKERS[cycle % len(MARKERS)],
+            "linestyle": ("-", "--", ":")[cycle % 3]}
+
+
 def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
@@ -175,21 +185,18 @@ def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
         if row["status"] == "ok" and fid is not None and row["nfe"]:   # NFE 0 has no log position
             name = row["label"]
             series.setdefault(name, []).append((row["nfe"], fid))
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, points in sorted(series.items()):
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    for number, (name, points) in enumerate(sorted(series.items())):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **_line_style(number))
     ax.set_xscale("log")
-    nfes = sorted({p[0] for points in series.values() for p in points})
-    if nfes:
-        ax.set_xticks(nfes)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("NFE (log scale)")
-    ax.set_ylabel("FID ↓ (domain features)")
+    ax.set_ylabel("FID ↓")
     ax.grid(True, which="both", alpha=0.3)
     if series:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no successful rows", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
@@ -212,18 +219,20 @@ def plot_psnr_vs_fid(rows: list[dict], path: Path) -> None:
         name = f"{row['method']} ({row['steps']} steps)" if swept else row["method"]
         label = swept[0] if swept else (f"{row['steps']}" if row["nfe"] > 1 else "")
         series.setdefault(name, []).append((fid, psnr, label))
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, points in sorted(series.items()):
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    for number, (name, points) in enumerate(sorted(series.items())):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **_line_style(number))
         for fid, psnr, label in points:
             ax.annotate(label, (fid, psnr), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("FID ↓ (log scale)")
     ax.set_ylabel("PSNR (dB) ↑")
     ax.grid(True, which="both", alpha=0.3)
     if series:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

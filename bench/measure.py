@@ -1,4 +1,6 @@
 """Cost measurement: NFE by wrapping the denoiser, wall-clock rounds, peak memory."""
+import ctypes
+import ctypes.util
 import dataclasses
 import statistics
 import time
@@ -80,8 +82,10 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 class PeakMemory:
     """Peak memory over a region. CUDA: peak allocated and reserved since a reset of the peak
-    statistics. CPU: the process's peak resident set (VmHWM), after resetting the kernel's
-    high-water mark through /proc/self/clear_refs (Linux); `kind` names which one it is."""
+    statistics. CPU: the process's peak resident set (VmHWM), after handing freed heap memory
+    back to the OS (glibc malloc_trim, else a new allocation reuses already-resident pages and
+    the region's peak does not see it) and resetting the kernel's high-water mark through
+    /proc/self/clear_refs (Linux); `kind` names which one it is."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -93,6 +97,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.kind = "cuda_peak_allocated"
         else:
+            _return_free_heap_to_os()
             self.kind = "cpu_peak_rss" if _reset_rss_high_water_mark() else "cpu_peak_rss_process"
         return self
 
@@ -103,6 +108,13 @@ class PeakMemory:
             self.reserved_bytes = torch.cuda.max_memory_reserved(self.device)
         else:
             self.peak_bytes = _read_rss_high_water_mark()
+
+
+def _return_free_heap_to_os() -> None:
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass   # not glibc: the peak may miss allocations served from freed pages
 
 
 def _reset_rss_high_water_mark() -> bool:

@@ -34,6 +34,7 @@ def sidecar_path(path: Path) -> Path:
 
 def load_checkpoint(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Load and verify a checkpoint; any damage is a one-line error saying what to delete."""
+    path = Path(path)
     fix = f"delete {str(path.parent)!r} and run again to rebuild it"
     try:
         meta = json.loads(sidecar_path(path).read_text())

@@ -90,6 +90,8 @@ class Extractor:
     info: dict
     rgb: bool = False          # the network takes RGB: grey images are repeated to 3 channels
     batch_size: int = 500      # images per forward pass
+    logits_layer: str | None = None   # class logits, for the Inception Score
+    classifies_dataset: bool = False  # its logits are the dataset's classes (class accuracy)
 
     @torch.no_grad()
     def __call__(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,7 +125,9 @@ def lenet_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
                                       feature_extractor_weights_path=weights).to(device)
     _, meta = load_checkpoint(weights, f"feature extractor {name!r}")
     return Extractor(name, module, meta["sha256"], "fc1",
-                     {"test_accuracy": meta.get("test_accuracy"), "dataset_hash": dataset.content_hash})
+                     {"test_accuracy": meta.get("test_accuracy"), "dataset_hash": dataset.content_hash,
+                      "weights_path": str(weights)},
+                     logits_layer="logits", classifies_dataset=True)
 
 
 def inception_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:

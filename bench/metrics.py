@@ -1,8 +1,11 @@
-"""Quality metrics as pure functions: features -> statistics -> number (torch-fidelity's chain).
+"""Quality metrics: features -> statistics -> number (torch-fidelity's chain).
 
-FID uses torch-fidelity's `fid_features_to_statistics` and `fid_statistics_to_metric`; features
-come from a registered extractor. Reference statistics are cached by dataset hash, split,
-extractor and its weights hash.
+Every metric is registered with its direction. Feature-space metrics take the features of a
+registered extractor: FID (Frechet distance of feature Gaussians, `bench.statistics`), FID_inf,
+KID, precision/recall and the Inception Score come from torch-fidelity's own functions;
+`class_acc` is the domain classifier's accuracy on class-conditional samples. PSNR, SSIM and
+LR-consistency compare super-resolved images with their targets (`bench.fidelity`).
+Reference features and statistics are cached by dataset hash, split, extractor and its weights.
 """
 import dataclasses
 import hashlib
@@ -12,13 +15,14 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
 from bench.datasets import load_dataset
+from bench.errors import DiffbenchError
 from bench.features import Extractor, inception_extractor, lenet_extractor
 from bench.paths import atomic_write, cache_dir
 from bench.quantize import QUANTISATION, to_uint8
 from bench.registry import Registry
+from bench.statistics import Moments
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,47 +30,62 @@ class Metric:
     name: str
     higher_is_better: bool
     description: str
+    needs: str = "statistics"   # what of the samples it needs: statistics | features | logits | pixels
 
 
 METRICS: Registry[Metric] = Registry("metric")
-METRICS.register("fid", Metric("fid", False, "Frechet distance between feature Gaussians"))
-METRICS.register("class_acc", Metric("class_acc", True,
-                                     "domain classifier's accuracy on samples vs requested labels"))
-METRICS.register("psnr", Metric("psnr", True, "PSNR (dB) of the SR output against the HR image"))
-METRICS.register("ssim", Metric("ssim", True, "SSIM (Wang et al. 2004) against the HR image"))
-METRICS.register("lr_mse", Metric("lr_mse", False, "LR-consistency: MSE between the downsampled "
-                                  "SR output and the LR input, pixels in [0, 1]"))
+for _metric in (
+        Metric("fid", False, "Frechet distance between feature Gaussians"),
+        Metric("fid_infinity", False, "FID extrapolated to infinitely many samples (Chong & "
+               "Forsyth 2020), from FID at nested sample counts", "statistics"),
+        Metric("kid", False, "kernel (MMD^2, cubic polynomial) distance, mean over subsets",
+               "features"),
+        Metric("precision", True, "fraction of samples inside the reference's k-NN manifold "
+               "(Kynkaanniemi et al. 2019)", "features"),
+        Metric("recall", True, "fraction of reference images inside the samples' k-NN manifold",
+               "features"),
+        Metric("isc", True, "Inception Score (domain-classifier score under a domain extractor)",
+               "logits"),
+        Metric("class_acc", True, "domain classifier's accuracy on samples vs requested labels",
+               "logits"),
+        Metric("psnr", True, "PSNR (dB) of the SR output against the HR image", "pixels"),
+        Metric("ssim", True, "SSIM (Wang et al. 2004) against the HR image", "pixels"),
+        Metric("lr_mse", False, "LR-consistency: MSE between the downsampled SR output and the "
+               "LR input, pixels in [0, 1]", "pixels")):
+    METRICS.register(_metric.name, _metric)
+
+SUPERRES_METRICS = ("psnr", "ssim", "lr_mse")
+
+# Settings of the feature metrics; stored in the protocol of every row that reports them.
+FID_BLOCKS = 3                    # disjoint seed blocks for FID's spread (EDM's three runs)
+FID_INFINITY = {"points": 10, "smallest_fraction": 0.2}
+KID = {"subsets": 100, "max_subset_size": 1000, "kernel": "poly", "degree": 3, "rng_seed": 2020}
+PRC = {"neighborhood": 3}
+ISC = {"splits": 10, "rng_seed": 2020}
 
 EXTRACTORS: Registry[Callable[..., Extractor]] = Registry("feature extractor")
 EXTRACTORS.register("lenet", lenet_extractor)
 EXTRACTORS.register("inception", inception_extractor)
 
 
-def load_extractor(name: str, dataset_spec: str) -> Extractor:
+def load_extractor(name: str, dataset_spec: str, **options) -> Extractor:
     """`lenet` resolves to the LeNet trained on the suite's dataset (`lenet-<dataset>`)."""
-    return EXTRACTORS.get(name)(dataset_spec)
+    return EXTRACTORS.get(name)(dataset_spec, **options)
+
+
+def extract(extractor: Extractor, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every layer the extractor provides, for any number of images, in its batch size."""
+    step = extractor.batch_size
+    chunks = [extractor(images_uint8[i:i + step]) for i in range(0, len(images_uint8), step)]
+    return {layer: torch.cat([c[layer] for c in chunks]).cpu() for layer in chunks[0]}
 
 
 def features_of(extractor: Extractor, images_uint8: torch.Tensor) -> torch.Tensor:
-    step = extractor.batch_size
-    chunks = [extractor(images_uint8[i:i + step])[extractor.feature_layer]
-              for i in range(0, len(images_uint8), step)]
-    return torch.cat(chunks).double().cpu()
-
-
-def class_accuracy(extractor: Extractor, images_uint8: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of samples the domain classifier assigns to the label they were generated for."""
-    predicted = torch.cat([extractor(images_uint8[i:i + 500])["logits"].argmax(1).cpu()
-                           for i in range(0, len(images_uint8), 500)])
-    return float((predicted == labels.cpu()).float().mean())
+    return extract(extractor, images_uint8)[extractor.feature_layer].double()
 
 
 def fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
-    return fid_features_to_statistics(features.double())
-
-
-def fid_from_statistics(stats_a: dict, stats_b: dict) -> float:
-    return float(fid_statistics_to_metric(stats_a, stats_b, verbose=False)["frechet_inception_distance"])
+    return Moments(features.shape[1]).update(features).stats()
 
 
 def statistics_hash(stats: dict) -> str:
@@ -75,27 +94,81 @@ def statistics_hash(stats: dict) -> str:
     return digest.hexdigest()[:16]
 
 
+def _reference_path(extractor: Extractor, dataset_spec: str, split: str, what: str):
+    dataset = load_dataset(dataset_spec)
+    name = f"{dataset.content_hash}-{split}-{extractor.name}-{extractor.weights_sha256[:16]}"
+    return cache_dir() / "stats" / f"{name}.{what}.npz"
+
+
+def _load_cached(path, keys) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            return {key: cached[key] for key in keys}
+    except (OSError, ValueError, KeyError):
+        path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
+        return None
+
+
+def _save_cached(path, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+def reference_features(extractor: Extractor, dataset_spec: str, split: str) -> torch.Tensor:
+    """The feature-layer features of a dataset split, computed once and cached."""
+    path = _reference_path(extractor, dataset_spec, split, "features")
+    cached = _load_cached(path, ["features"])
+    if cached is not None:
+        return torch.from_numpy(cached["features"])
+    images, _ = load_dataset(dataset_spec).split(split)
+    features = extract(extractor, to_uint8(images))[extractor.feature_layer]
+    _save_cached(path, features=features.numpy())
+    return features
+
+
 def reference_statistics(extractor: Extractor, dataset_spec: str, split: str) -> tuple[dict, int]:
     """FID statistics of a dataset split, computed once and cached; returns (stats, count)."""
-    dataset = load_dataset(dataset_spec)
-    name = f"{dataset.content_hash}-{split}-{extractor.name}-{extractor.weights_sha256[:16]}.npz"
-    path = cache_dir() / "stats" / name
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as cached:
-                return {"mu": cached["mu"], "sigma": cached["sigma"]}, int(cached["count"])
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is recomputed, never trusted
-    images, _ = dataset.split(split)
-    stats = fid_statistics(features_of(extractor, to_uint8(images)))
-    buffer = io.BytesIO()
-    np.savez(buffer, mu=stats["mu"], sigma=stats["sigma"], count=len(images))
-    atomic_write(path, buffer.getvalue())
-    return stats, len(images)
+    path = _reference_path(extractor, dataset_spec, split, "stats")
+    cached = _load_cached(path, ["mu", "sigma", "count"])
+    if cached is not None:
+        return {"mu": cached["mu"], "sigma": cached["sigma"]}, int(cached["count"])
+    features = reference_features(extractor, dataset_spec, split)
+    stats = fid_statistics(features)
+    _save_cached(path, mu=stats["mu"], sigma=stats["sigma"], count=len(features))
+    return stats, len(features)
+
+
+def check_metrics_available(metrics, extractor: Extractor, where: str) -> None:
+    """Refuse, before any work, a metric the extractor cannot supply."""
+    if "isc" in metrics and extractor.logits_layer is None:
+        raise DiffbenchError(f"{where}: metric 'isc' needs class logits, which extractor "
+                             f"{extractor.name!r} does not provide ({extractor.info.get('weights')}); "
+                             "drop 'isc' or give Inception weights with logits (--inception-weights)")
+
+
+def kid_subset_size(n_samples: int, reference_count: int) -> int:
+    return min(KID["max_subset_size"], n_samples, reference_count)
+
+
+def metric_settings(metrics, n_samples: int, reference_count: int) -> dict:
+    """The settings of the requested feature metrics, for the protocol fingerprint."""
+    settings = {"fid": {"uncertainty": "std over disjoint seed blocks", "blocks": FID_BLOCKS}}
+    if "fid_infinity" in metrics:
+        settings["fid_infinity"] = {**FID_INFINITY, "prefixes": "nested, in seed order"}
+    if "kid" in metrics:
+        settings["kid"] = {**KID, "subset_size": kid_subset_size(n_samples, reference_count)}
+    if "precision" in metrics or "recall" in metrics:
+        settings["prc"] = PRC
+    if "isc" in metrics:
+        settings["isc"] = ISC
+    return settings
 
 
 def fid_protocol(extractor: Extractor, dataset_spec: str, split: str, stats: dict,
-                 reference_count: int, n_samples: int) -> dict:
+                 reference_count: int, n_samples: int, metrics=("fid",)) -> dict:
     """The metric protocol fingerprint stored with every row."""
     dataset = load_dataset(dataset_spec)
     return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
@@ -103,65 +176,37 @@ def fid_protocol(extractor: Extractor, dataset_spec: str, split: str, stats: dic
             "quantisation": QUANTISATION, "n_samples": n_samples,
             "reference": {"dataset": dataset.name, "dataset_hash": dataset.content_hash,
                           "split": split, "count": reference_count,
-                          "statistics_hash": statistics_hash(stats)}}
+                          "statistics_hash": statistics_hash(stats)},
+            "metrics": metric_settings(metrics, n_samples, reference_count)}
 
 
 def protocol_fingerprint(protocol: dict) -> str:
     return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def fidelity_convention(channels: int, scale: int) -> dict:
-    """How PSNR and SSIM are computed (stored in every superres row's protocol)."""
-    return {"colour": "Y of YCbCr (ITU-R BT.601, as MATLAB rgb2ycbcr)" if channels == 3 else "grey",
-            "border_crop": scale, "data_range": 255, "pixels": "uint8 (quantised output)",
-            "psnr_ssim_average": "mean over images",
-            "ssim": "Gaussian window sigma 1.5 (11 px), K1 0.01, K2 0.03 (scikit-image "
-                    "structural_similarity); planes under 11 px: the largest uniform odd window",
-            "lr_mse": "mean over images of MSE(downsample(output), LR) with pixels in [0, 1]"}
+def kid(features: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """KID mean and standard deviation over random subsets (torch-fidelity)."""
+    from torch_fidelity.metric_kid import kid_features_to_metric
+    result = kid_features_to_metric(
+        features.float(), reference.float(), kid_subsets=KID["subsets"],
+        kid_subset_size=kid_subset_size(len(features), len(reference)), kid_kernel=KID["kernel"],
+        kid_kernel_poly_degree=KID["degree"], kid_kernel_poly_gamma=None,
+        kid_kernel_poly_coef0=1, rng_seed=KID["rng_seed"], verbose=False)
+    return result["kernel_inception_distance_mean"], result["kernel_inception_distance_std"]
 
 
-def fidelity_plane(pixels_uint8: torch.Tensor, crop: int) -> np.ndarray:
-    """N x H x W float64 planes the fidelity metrics compare: Y for RGB, the image for grey,
-    with `crop` border pixels removed."""
-    from skimage.color import rgb2ycbcr
-    array = pixels_uint8.permute(0, 2, 3, 1).cpu().numpy()
-    if array.shape[-1] == 3:
-        planes = rgb2ycbcr(array.astype(np.float64) / 255.0)[..., 0]
-    else:
-        planes = array[..., 0].astype(np.float64)
-    return planes[:, crop:planes.shape[1] - crop, crop:planes.shape[2] - crop] if crop else planes
+def precision_recall(features: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:
+    """Improved precision and recall (torch-fidelity's PRC; samples first, reference second)."""
+    from torch_fidelity.metric_prc import prc_features_to_metric
+    result = prc_features_to_metric(features.float(), reference.float(),
+                                    prc_neighborhood=PRC["neighborhood"], prc_batch_size=10000,
+                                    save_cpu_ram=False, verbose=False)
+    return result["precision"], result["recall"]
 
 
-def psnr_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop: int) -> np.ndarray:
-    from skimage.metrics import peak_signal_noise_ratio
-    return np.array([peak_signal_noise_ratio(t, o, data_range=255) for o, t in
-                     zip(fidelity_plane(output_uint8, crop), fidelity_plane(target_uint8, crop))])
-
-
-SSIM_WINDOW = 11   # the Gaussian window of sigma 1.5 (Wang et al. 2004)
-
-
-def ssim_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop: int) -> np.ndarray:
-    from skimage.metrics import structural_similarity
-    outputs, targets = fidelity_plane(output_uint8, crop), fidelity_plane(target_uint8, crop)
-    side = min(outputs.shape[1:])
-    if side >= SSIM_WINDOW:
-        window = {"gaussian_weights": True, "sigma": 1.5}
-    else:  # tiny images (tests on 8x8 digits): the largest uniform window that fits
-        window = {"win_size": side if side % 2 else side - 1}
-    return np.array([structural_similarity(t, o, data_range=255, use_sample_covariance=False,
-                                           **window) for o, t in zip(outputs, targets)])
-
-
-def lr_mse_per_image(output_uint8: torch.Tensor, lowres: torch.Tensor, scale: int) -> np.ndarray:
-    """Per image, MSE between the downsampled output and the LR input, both as [0, 1] pixels."""
-    from bench.superres import downsample, from_uint8
-    degraded = downsample(from_uint8(output_uint8), scale)
-    return ((degraded - lowres) / 2).pow(2).flatten(1).mean(1).double().cpu().numpy()
-
-
-def mean_with_error(values: np.ndarray) -> tuple[float, dict]:
-    """The mean and its standard error over images (the spread of a per-image metric)."""
-    finite = len(values) > 1 and bool(np.isfinite(values).all())
-    sem = float(values.std(ddof=1) / np.sqrt(len(values))) if finite else None
-    return float(values.mean()), {"kind": "standard_error_of_mean", "value": sem, "n": len(values)}
+def inception_score(logits: torch.Tensor) -> tuple[float, float]:
+    """Inception Score mean and standard deviation over splits (torch-fidelity)."""
+    from torch_fidelity.metric_isc import isc_features_to_metric
+    result = isc_features_to_metric(logits, splits=ISC["splits"], shuffle=True,
+                                    rng_seed=ISC["rng_seed"])
+    return result["inception_score_mean"], result["inception_score_std"]

@@ -14,16 +14,17 @@ import torch
 from bench.config import CellSpec, SuiteConfig
 from bench.datasets import load_dataset
 from bench.measure import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
-from bench.metrics import (METRICS, class_accuracy, fid_from_statistics, fid_protocol, fid_statistics,
-                           features_of, fidelity_convention, load_extractor, lr_mse_per_image,
-                           mean_with_error, protocol_fingerprint, psnr_per_image,
-                           reference_statistics, ssim_per_image)
+from bench.fidelity import fidelity_convention
+from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
+                           load_extractor, protocol_fingerprint, reference_features,
+                           reference_statistics)
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, resolve_recipe
 from bench.errors import DiffbenchError
 from bench.samples import save_grid
-from bench.store import ResultStore, canonical_json, finite_or_none
+from bench.scoring import CellScorer, Reference
+from bench.store import ResultStore, canonical_json, finite_only, finite_or_none
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 from methods import METHODS, PerSampleRNG
 
@@ -37,7 +38,7 @@ class SuiteContext:
     store: ResultStore
     device: torch.device
     extractor: object
-    references: dict[str, dict]     # task -> FID reference statistics
+    references: dict[str, Reference]  # task -> what its samples are compared with
     protocols: dict[str, dict]      # task -> metric protocol
     models: dict[str, LoadedModel]
     provenance: dict
@@ -85,6 +86,7 @@ def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
     store.ensure_writable()
     device = resolve_device(config.device)
     extractor = load_extractor(config.feature_extractor, config.dataset)
+    check_metrics_available(config.metrics, extractor, config.path)
     references, protocols = {}, {}
     for task in sorted({METHODS.get(c.method).task for c in config.cells}):
         references[task], protocols[task] = task_protocol(config, extractor, task)
@@ -94,8 +96,17 @@ def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
                         provenance(device))
 
 
-def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[dict, dict]:
-    """Reference statistics and metric protocol of a task. Generation compares with the suite's
+def task_metrics(config: SuiteConfig, task: str) -> tuple[str, ...]:
+    """The suite's metrics that apply to a task: PSNR, SSIM and LR-consistency only to
+    super-resolution (where they are always computed), FID always."""
+    chosen = {"fid", *config.metrics} - set(SUPERRES_METRICS)
+    if task == "superres":
+        chosen |= set(SUPERRES_METRICS)
+    return tuple(sorted(chosen))
+
+
+def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[Reference, dict]:
+    """Reference and metric protocol of a task. Generation compares with the suite's
     reference split; super-resolution super-resolves the first n_samples test images and
     compares with the whole test split."""
     dataset = load_dataset(config.dataset)
@@ -107,12 +118,17 @@ def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[dict, dict
                                  "lower n_samples")
     split = config.reference_split if task == "generate" else "test"
     stats, count = reference_statistics(extractor, config.dataset, split)
-    protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples)
+    metrics = task_metrics(config, task)
+    needs_features = any(METRICS.get(m).needs == "features" for m in metrics)
+    reference = Reference(stats, count, reference_features(extractor, config.dataset, split)
+                          if needs_features else None)
+    protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples,
+                            metrics)
     if task == "superres":
         protocol["superres"] = {"scale": config.superres_scale, "degradation": DEGRADATION,
                                 "inputs": "test split, first n_samples",
                                 "fidelity": fidelity_convention(dataset.shape[0], config.superres_scale)}
-    return stats, protocol
+    return reference, protocol
 
 
 def model_of(ctx: SuiteContext, method) -> LoadedModel | None:
@@ -245,31 +261,28 @@ def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor,
 def metric(name: str, value, uncertainty=None) -> dict:
     value, flag = finite_or_none(value)
     return {"value": value, "flag": flag, "higher_is_better": METRICS.get(name).higher_is_better,
-            "uncertainty": uncertainty}
+            "uncertainty": finite_only(uncertainty)}
 
 
-def quality_metrics(ctx, method, model, pixels: torch.Tensor) -> dict:
-    """FID against the task's reference, plus class accuracy (conditional) or fidelity (SR)."""
-    config = ctx.config
-    fid = fid_from_statistics(ctx.references[method.task],
-                              fid_statistics(features_of(ctx.extractor, pixels)))
-    metrics = {"fid": metric("fid", fid)}
-    labels = class_labels(model, range(config.n_samples))
-    if labels is not None:
-        metrics["class_acc"] = metric("class_acc", class_accuracy(ctx.extractor, pixels, labels))
+def scorer_for(ctx, method) -> CellScorer:
+    return CellScorer(ctx.extractor, ctx.references[method.task],
+                      task_metrics(ctx.config, method.task), ctx.config.n_samples,
+                      ctx.config.superres_scale if method.task == "superres" else None)
+
+
+def score_batch(ctx, scorer: CellScorer, method, model, pixels, indices) -> None:
+    labels = class_labels(model, indices)
     if method.task == "superres":
-        highres, lowres = superres_inputs(ctx, range(config.n_samples))
-        crop, target = config.superres_scale, to_uint8(highres)
-        for name, values in (("psnr", psnr_per_image(pixels, target, crop)),
-                             ("ssim", ssim_per_image(pixels, target, crop)),
-                             ("lr_mse", lr_mse_per_image(pixels, lowres, config.superres_scale))):
-            metrics[name] = metric(name, *mean_with_error(values))
-    return metrics
+        scorer.add(pixels, labels, *superres_inputs(ctx, indices))
+    else:
+        scorer.add(pixels, labels)
 
 
 def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
+    """Samples the cell batch by batch, scoring each batch as it comes (memory does not grow
+    with n_samples); peak memory covers both, timing only the sampler."""
     config = ctx.config
-    pixels, per_image, nfe_seen = [], [], set()
+    scorer, grid, per_image, nfe_seen = scorer_for(ctx, method), [], [], set()
     with PeakMemory(ctx.device) as memory:
         for number, start in enumerate(range(0, config.n_samples, config.batch_size)):
             indices = range(start, min(start + config.batch_size, config.n_samples))
@@ -277,21 +290,23 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
             nfe_seen.add(nfe)
             if number >= config.warmup_batches:
                 per_image.append(seconds / len(indices))
-            pixels.append(to_uint8(x).cpu())
+            pixels = to_uint8(x).cpu()
+            score_batch(ctx, scorer, method, model, pixels, indices)
+            grid.append(pixels[:max(0, config.grid_size - start)])
+        scores = scorer.finish()
     if len(nfe_seen) != 1:
         raise RuntimeError(f"network evaluations per sample differ between batches: {sorted(nfe_seen)}")
     nfe = nfe_seen.pop()
     nfe = int(nfe) if float(nfe).is_integer() else nfe
-    pixels = torch.cat(pixels)
     timing = TimingSummary.of(per_image)
-    grid = save_grid(pixels[:config.grid_size], ctx.store.directory / "samples" / f"{key}.png")
+    grid = save_grid(torch.cat(grid), ctx.store.directory / "samples" / f"{key}.png")
     return {
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
-        "metrics": quality_metrics(ctx, method, model, pixels),
+        "metrics": {name: metric(name, *value) for name, value in scores.items()},
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": 1 / timing.median if timing.median > 0 else None,
         "memory": {"kind": memory.kind, "peak_bytes": memory.peak_bytes,
-                   "reserved_bytes": memory.reserved_bytes, "region": "sampling"},
+                   "reserved_bytes": memory.reserved_bytes, "region": "sampling and scoring"},
         "flops_per_image": flops_per_image(ctx, method, model, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
     }

@@ -42,6 +42,17 @@ def finite_or_none(value: float | None) -> tuple[float | None, str | None]:
     return value, None
 
 
+def finite_only(value):
+    """`value` with every non-finite float inside lists and dicts replaced by null."""
+    if isinstance(value, dict):
+        return {k: finite_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_only(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 class ResultStore:
     """results/<suite>/rows.jsonl plus the resolved config; refuses unwritable locations early."""
 

@@ -7,9 +7,9 @@ import sys
 
 from bench.config import load_suite
 from bench.datasets import load_dataset
-from bench.metrics import (features_of, fid_from_statistics, fid_statistics, load_extractor,
-                           reference_statistics)
+from bench.metrics import features_of, fid_statistics, load_extractor, reference_statistics
 from bench.quantize import to_uint8
+from bench.statistics import frechet_distance
 
 
 def main(suite: str = "quick") -> None:
@@ -21,7 +21,7 @@ def main(suite: str = "quick") -> None:
     for n in sorted({config.n_samples, len(images)}):
         stats = fid_statistics(features_of(extractor, to_uint8(images[:n])))
         print(f"{config.dataset} {held_out}[:{n}] vs {config.reference_split} ({count}): "
-              f"FID {fid_from_statistics(reference, stats):.3f} ({extractor.name})")
+              f"FID {frechet_distance(reference, stats):.3f} ({extractor.name})")
 
 
 if __name__ == "__main__":

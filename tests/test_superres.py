@@ -7,7 +7,7 @@ import torch
 from bench.config import load_suite
 from bench.errors import DiffbenchError
 from bench.measure import CountingDenoiser
-from bench.metrics import lr_mse_per_image, psnr_per_image, ssim_per_image
+from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
 from bench.quantize import to_uint8
 from bench.runner import run_suite
 from bench.store import ResultStore

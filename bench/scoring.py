@@ -1,0 +1,151 @@
+"""Scores a cell's samples batch by batch, as they are generated.
+
+Features go straight into float64 running moments (`bench.statistics.Moments`), so a cell's
+memory does not grow with its sample count; features are kept only for the metrics that need
+every one (KID, precision/recall) and logits only for the Inception Score. Along the way the
+scorer takes FID of each disjoint seed block (its spread is FID's uncertainty) and, for FID_inf,
+FID of nested prefixes of the seed order.
+"""
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from bench.features import Extractor
+from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
+from bench.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, SUPERRES_METRICS, extract,
+                           inception_score, kid, precision_recall)
+from bench.quantize import to_uint8
+from bench.statistics import Moments, extrapolate_to_infinity, frechet_distance, mean_with_error
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """What samples are compared with: a dataset split's feature statistics and, when a metric
+    needs them, its features."""
+    stats: dict
+    count: int
+    features: torch.Tensor | None = None
+
+
+def block_ends(n_samples: int, blocks: int) -> list[int]:
+    """Where each of `blocks` near-equal disjoint seed blocks ends."""
+    return [round(n_samples * (j + 1) / blocks) for j in range(blocks)]
+
+
+def prefix_counts(n_samples: int) -> list[int]:
+    """Sample counts evenly spaced in 1/N, from the smallest fraction of N up to N."""
+    inverse = np.linspace(1 / (FID_INFINITY["smallest_fraction"] * n_samples), 1 / n_samples,
+                          FID_INFINITY["points"])
+    return sorted({max(2, round(1 / value)) for value in inverse})
+
+
+class CellScorer:
+    """Feed it every batch of a cell in seed order (`add`), then read `finish()`:
+    {metric name: (value, uncertainty or None)}."""
+
+    def __init__(self, extractor: Extractor, reference: Reference, metrics, n_samples: int,
+                 superres_scale: int | None = None):
+        self.extractor, self.reference, self.n_samples = extractor, reference, n_samples
+        self.metrics = set(metrics) | {"fid"}
+        self.scale = superres_scale
+        self.total = self.block = None
+        self.block_ends = block_ends(n_samples, FID_BLOCKS)
+        self.prefix_counts = prefix_counts(n_samples) if "fid_infinity" in self.metrics else []
+        self.block_fids, self.prefix_fids = [], []
+        self.kept_features, self.kept_logits = [], []
+        self.correct = self.labelled = 0
+        self.per_image = defaultdict(list)
+
+    def wants(self, need: str) -> bool:
+        return any(METRICS.get(name).needs == need for name in self.metrics)
+
+    def add(self, pixels_uint8: torch.Tensor, labels: torch.Tensor | None = None,
+            highres: torch.Tensor | None = None, lowres: torch.Tensor | None = None) -> None:
+        layers = extract(self.extractor, pixels_uint8)
+        features = layers[self.extractor.feature_layer]
+        self._stream(features.double())
+        if self.wants("features"):
+            self.kept_features.append(features.float())
+        logits = layers.get(self.extractor.logits_layer)
+        if "isc" in self.metrics:
+            self.kept_logits.append(logits)
+        if labels is not None and self.extractor.classifies_dataset:
+            self.correct += int((logits.argmax(1) == labels.cpu()).sum())
+            self.labelled += len(labels)
+        if highres is not None:
+            self._fidelity(pixels_uint8, highres, lowres)
+
+    def _stream(self, features: torch.Tensor) -> None:
+        """Adds features to the running moments, stopping at every block end and prefix count."""
+        if self.total is None:
+            self.total, self.block = Moments(features.shape[1]), Moments(features.shape[1])
+        while len(features):
+            position = self.total.count
+            stop = min(c for c in self.block_ends + self.prefix_counts + [self.n_samples]
+                       if c > position) if position < self.n_samples else position + len(features)
+            head, features = features[:stop - position], features[stop - position:]
+            self.total.update(head)
+            self.block.update(head)
+            self._checkpoint(self.total.count)
+
+    def _checkpoint(self, count: int) -> None:
+        if count in self.block_ends:
+            if self.block.count >= 2:
+                self.block_fids.append(frechet_distance(self.block.stats(), self.reference.stats))
+            self.block = Moments(len(self.total.mean))
+        if count in self.prefix_counts:
+            self.prefix_fids.append((count, frechet_distance(self.total.stats(),
+                                                             self.reference.stats)))
+
+    def _fidelity(self, pixels_uint8, highres, lowres) -> None:
+        target = to_uint8(highres)
+        self.per_image["psnr"].append(psnr_per_image(pixels_uint8, target, self.scale))
+        self.per_image["ssim"].append(ssim_per_image(pixels_uint8, target, self.scale))
+        self.per_image["lr_mse"].append(lr_mse_per_image(pixels_uint8, lowres, self.scale))
+
+    def finish(self) -> dict[str, tuple[float, dict | None]]:
+        if self.total is None or self.total.count != self.n_samples:
+            seen = 0 if self.total is None else self.total.count
+            raise RuntimeError(f"scored {seen} samples, expected {self.n_samples}")
+        results = {"fid": (frechet_distance(self.total.stats(), self.reference.stats),
+                           self._fid_spread())}
+        if self.prefix_fids:
+            counts, values = zip(*self.prefix_fids)
+            fit = extrapolate_to_infinity(counts, values)
+            results["fid_infinity"] = (fit["value"], {
+                "kind": "fid_at_nested_counts", "value": None, "counts": list(counts),
+                "values": list(values), "slope": fit["slope"]})
+        if self.kept_features and self.reference.features is not None:
+            self._feature_metrics(torch.cat(self.kept_features), results)
+        if "isc" in self.metrics:
+            mean, std = inception_score(torch.cat(self.kept_logits))
+            results["isc"] = (mean, {"kind": "std_over_splits", "value": std})
+        if self.labelled:
+            results["class_acc"] = (self.correct / self.labelled, None)
+        for name in SUPERRES_METRICS:
+            if self.per_image[name]:
+                results[name] = mean_with_error(np.concatenate(self.per_image[name]))
+        return results
+
+    def _fid_spread(self) -> dict | None:
+        values = self.block_fids
+        if len(values) < 2:
+            return None
+        std = float(np.std(values, ddof=1))
+        return {"kind": "seed_blocks", "value": std / np.sqrt(len(values)),
+                "note": "standard error of the full-N FID estimated as std over blocks / "
+                        "sqrt(blocks)", "blocks": len(values), "block_values": values,
+                "block_mean": float(np.mean(values)), "block_std": std}
+
+    def _feature_metrics(self, features: torch.Tensor, results: dict) -> None:
+        reference = self.reference.features
+        if "kid" in self.metrics:
+            mean, std = kid(features, reference)
+            results["kid"] = (mean, {"kind": "std_over_subsets", "value": std})
+        if {"precision", "recall"} & self.metrics:
+            precision, recall = precision_recall(features, reference)
+            for name, value in (("precision", precision), ("recall", recall)):
+                if name in self.metrics:
+                    results[name] = (value, None)

@@ -42,6 +42,7 @@ class SuiteConfig:
     description: str = ""
     dataset: str = "mnist5k"
     n_samples: int = 500
+    min_samples: int = 0           # cells with fewer samples are refused (FID is biased at small N)
     seed: int = 0
     batch_size: int = 100
     warmup_batches: int = 1
@@ -202,6 +203,9 @@ def _validate(config: SuiteConfig, where: str) -> None:
     for number in ("n_samples", "batch_size", "grid_size", "superres_scale"):
         if getattr(config, number) <= 0:
             raise DiffbenchError(f"{where}: [suite].{number} must be positive")
+    if config.n_samples < config.min_samples:
+        raise DiffbenchError(f"{where}: n_samples {config.n_samples} is below the suite's "
+                             f"min_samples {config.min_samples}: raise n_samples")
     if config.n_samples < (config.warmup_batches + 1) * config.batch_size:
         raise DiffbenchError(f"{where}: n_samples must cover warmup_batches + 1 batches so that "
                              "at least one timed round remains; raise n_samples or lower batch_size")

@@ -17,10 +17,10 @@ from bench.registry import validate_name  # noqa: E402
 from bench.store import ResultStore, latest_per_cell  # noqa: E402
 
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "class_acc": ("class acc", "{:.3f}")}
-COST_COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, format)
-    ("time / image (ms)", lambda r: _ms(r), False, "{:.2f}"),
-    ("images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}"),
-    ("peak memory (MiB)", lambda r: _mib(r), False, "{:.0f}"),
+COST_COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, format, metric)
+    ("time / image (ms)", lambda r: _ms(r), False, "{:.2f}", None),
+    ("images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}", None),
+    ("peak memory (MiB)", lambda r: _mib(r), False, "{:.0f}", None),
 ]
 
 
@@ -32,8 +32,8 @@ def columns_for(rows: list[dict]) -> list[tuple]:
             present.setdefault(name, value.get("higher_is_better", False))
     ordered = [n for n in METRIC_HEADERS if n in present] + sorted(set(present) - set(METRIC_HEADERS))
     metric_columns = [(METRIC_HEADERS.get(n, (n, ""))[0], lambda r, n=n: _metric(r, n), present[n],
-                       METRIC_HEADERS.get(n, (n, "{:.4g}"))[1]) for n in ordered]
-    return [("NFE", lambda r: r["nfe"], None, "{:g}")] + metric_columns + COST_COLUMNS
+                       METRIC_HEADERS.get(n, (n, "{:.4g}"))[1], n) for n in ordered]
+    return [("NFE", lambda r: r["nfe"], None, "{:g}", None)] + metric_columns + COST_COLUMNS
 
 
 def _metric(row, name):
@@ -60,11 +60,15 @@ def _hparams(row) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())) or "-"
 
 
-def _cell(value, fmt, best) -> str:
+def _cell(value, fmt, best, stored=None) -> str:
+    """A value (bold when best) with its uncertainty; a non-finite stored value shows its flag."""
+    stored = stored or {}
     if value is None:
-        return "n/a"
+        return stored.get("flag") or "n/a"
     text = fmt.format(value)
-    return f"**{text}**" if best else text
+    text = f"**{text}**" if best else text
+    spread = (stored.get("uncertainty") or {}).get("value")
+    return text if spread is None else f"{text} ± {fmt.format(spread)}"
 
 
 def _header(name, higher_is_better) -> str:
@@ -73,10 +77,10 @@ def _header(name, higher_is_better) -> str:
 
 def leaderboard_table(rows: list[dict]) -> list[str]:
     columns = columns_for(rows)
-    headers = ["method", "hyper-parameters", "steps"] + [_header(h, d) for h, _, d, _ in columns]
+    headers = ["method", "hyper-parameters", "steps"] + [_header(h, d) for h, _, d, _, _ in columns]
     headers.append("status")
     best = {}
-    for header, get, direction, _ in columns:
+    for header, get, direction, _, _ in columns:
         values = [get(r) for r in rows if r["status"] == "ok" and get(r) is not None]
         if direction is not None and values:
             best[header] = max(values) if direction else min(values)
@@ -84,9 +88,10 @@ def leaderboard_table(rows: list[dict]) -> list[str]:
     ordered = sorted(rows, key=_order)
     for row in ordered:
         cells = [row["method"], _hparams(row), str(row["steps"])]
-        for header, get, direction, fmt in columns:
+        for header, get, direction, fmt, name in columns:
             value = get(row) if row["status"] == "ok" else None
-            cells.append(_cell(value, fmt, value is not None and best.get(header) == value))
+            stored = (row.get("metrics") or {}).get(name) if name and row["status"] == "ok" else None
+            cells.append(_cell(value, fmt, value is not None and best.get(header) == value, stored))
         cells.append(row["status"] if row["status"] == "ok" else f"{row['status']}: {row['message']}")
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return lines
@@ -100,6 +105,7 @@ def _protocol_caption(row) -> str:
                f"`{ref['dataset']}` {ref['split']} images; protocol {row['protocol_fingerprint']}.")
     if not p["extractor"].startswith("inception"):
         caption += " A domain-feature FID: not comparable with Inception FID."
+    caption += _uncertainty_caption(p.get("metrics") or {})
     sr = p.get("superres")
     if sr:
         fidelity = sr["fidelity"]
@@ -107,6 +113,20 @@ def _protocol_caption(row) -> str:
                     f"PSNR / SSIM on {fidelity['colour']}, {fidelity['border_crop']}-pixel border "
                     f"crop, data range {fidelity['data_range']}; lr_mse: {fidelity['lr_mse']}.")
     return caption
+
+
+def _uncertainty_caption(settings: dict) -> str:
+    parts = []
+    if "fid" in settings:
+        parts.append(f"FID: standard error from {settings['fid']['blocks']} disjoint seed blocks "
+                     "(block std / sqrt(blocks))")
+    if "kid" in settings:
+        parts.append(f"KID: std over {settings['kid']['subsets']} subsets of "
+                     f"{settings['kid']['subset_size']}")
+    if "isc" in settings:
+        parts.append(f"IS: std over {settings['isc']['splits']} splits")
+    parts.append("per-image metrics: standard error over images")
+    return " ± is, for " + "; ".join(parts) + "."
 
 
 def render_report(suite: str, results_root: Path, reports_root: Path) -> Path:

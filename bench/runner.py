@@ -85,7 +85,8 @@ def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
     store = ResultStore(results_root, config.name)
     store.ensure_writable()
     device = resolve_device(config.device)
-    extractor = load_extractor(config.feature_extractor, config.dataset)
+    extractor = load_extractor(config.feature_extractor, config.dataset,
+                               config.inception_weights or None)
     check_metrics_available(config.metrics, extractor, config.path)
     references, protocols = {}, {}
     for task in sorted({METHODS.get(c.method).task for c in config.cells}):

@@ -14,7 +14,8 @@ from bench.statistics import frechet_distance
 
 def main(suite: str = "quick") -> None:
     config = load_suite(suite)
-    extractor = load_extractor(config.feature_extractor, config.dataset)
+    extractor = load_extractor(config.feature_extractor, config.dataset,
+                               config.inception_weights or None)
     reference, count = reference_statistics(extractor, config.dataset, config.reference_split)
     held_out = "test" if config.reference_split == "train" else "train"
     images, _ = load_dataset(config.dataset).split(held_out)

@@ -33,6 +33,7 @@ def test_sweep_expands_cartesian_product(write_suite):
     (('recipe = "eps-digits8"', 'recipe = "nope"'), "unknown model recipe 'nope'"),
     (("n_samples = 24", "n_samples = 24\nmin_samples = 1000"), "n_samples 24 is below the suite's min_samples 1000"),
     (("grid_size = 16", 'grid_size = 16\nmetrics = ["fid", "fld"]'), "unknown metric 'fld'"),
+    (("grid_size = 16", 'grid_size = 16\ninception_weights = "w.pth"'), "inception_weights is set but feature_extractor is 'lenet'"),
 ])
 def test_unknown_keys_wrong_types_and_unknown_names_are_named_with_the_file(write_suite, edit, message):
     path = write_suite(TINY_SUITE.replace(*edit, 1))
@@ -63,3 +64,9 @@ def test_unsafe_suite_names_are_refused(name):
 def test_every_shipped_suite_validates(suite):
     config = load_suite(suite)
     assert config.cells and config.name == suite
+
+
+def test_command_line_inception_weights_override_the_suites(write_suite, tmp_path):
+    text = TINY_SUITE.replace("grid_size = 16", 'grid_size = 16\nfeature_extractor = "inception"\ninception_weights = "a.pth"')
+    config = load_suite(str(write_suite(text)), inception_weights=str(tmp_path / "b.pth"))
+    assert config.inception_weights == str((tmp_path / "b.pth").resolve())

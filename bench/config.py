@@ -52,6 +52,8 @@ class SuiteConfig:
     metrics: tuple[str, ...] = ("fid",)
     device: str = "cpu"
     grid_size: int = 64
+    profile: bool = False          # torch.profiler breakdown of one extra batch per cell
+    compile: bool = False          # torch.compile the denoiser (compiled during the warm-up)
     superres_scale: int = 4        # LR = HR downsampled by this factor (superres cells)
     models: tuple[tuple[str, ModelSpec], ...] = ()
     cells: tuple[CellSpec, ...] = ()

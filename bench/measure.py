@@ -134,3 +134,35 @@ def _read_rss_high_water_mark() -> int | None:
         pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def compiled_graphs() -> int:
+    """Graphs torch.compile has built so far in this process (0 when it never ran)."""
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"]
+
+
+class CompileGuard:
+    """Fails a timed region inside which torch.compile built a graph: compilation belongs in
+    the warm-up, never in a measurement."""
+
+    def __enter__(self):
+        self.before = compiled_graphs()
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None and compiled_graphs() != self.before:
+            raise RuntimeError("torch.compile compiled inside a timed region (a new input shape "
+                               "or a recompile): raise warmup_batches or keep batch shapes fixed")
+
+
+def median_forward_seconds(denoiser, x, sigma, cond, rounds: int = 5, warmup: int = 2) -> float:
+    """The bare denoiser's forward time on one batch: median of `rounds` after `warmup` calls."""
+    seconds = []
+    with torch.no_grad():
+        for number in range(warmup + rounds):
+            with Stopwatch(x.device) as watch:
+                denoiser(x, sigma, cond)
+            if number >= warmup:
+                seconds.append(watch.seconds)
+    return statistics.median(seconds)

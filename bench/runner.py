@@ -13,7 +13,9 @@ import torch
 
 from bench.config import CellSpec, SuiteConfig
 from bench.datasets import load_dataset
-from bench.measure import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
+from bench.measure import (CompileGuard, CountingDenoiser, PeakMemory, Stopwatch, TimingSummary,
+                           median_forward_seconds)
+from bench.profiling import ProfiledDenoiser, profile_sampling
 from bench.fidelity import fidelity_convention
 from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
                            load_extractor, protocol_fingerprint, reference_features,
@@ -78,6 +80,8 @@ def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedMo
         recipe = resolve_recipe(spec.recipe, config.dataset, config.path, config.superres_scale)
         recipe = recipe.with_overrides(dict(spec.overrides), f"{config.path}: [models.{kind}]")
         models[kind] = ensure_trained(recipe, str(device))
+        if config.compile:   # compiled lazily: the first (warm-up, untimed) batch builds the graph
+            models[kind] = dataclasses.replace(models[kind], denoiser=torch.compile(models[kind].denoiser))
     return models
 
 
@@ -85,6 +89,8 @@ def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
     store = ResultStore(results_root, config.name)
     store.ensure_writable()
     device = resolve_device(config.device)
+    if device.type == "cuda":   # autotuned per shape in the warm-up batch; the flag is in provenance
+        torch.backends.cudnn.benchmark = True
     extractor = load_extractor(config.feature_extractor, config.dataset,
                                config.inception_weights or None)
     check_metrics_available(config.metrics, extractor, config.path)
@@ -211,7 +217,8 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
         "n_samples": config.n_samples, "seed": config.seed,
         "seed_range": [0, config.n_samples], "batch_size": config.batch_size,
         "nfe": None, "metrics": {}, "time_per_image_s": None, "throughput_images_per_s": None,
-        "memory": None, "flops_per_image": None, "samples_grid": None,
+        "memory": None, "flops_per_image": None, "samples_grid": None, "overhead": None,
+        "profile": None, "compiled": config.compile,
         "status": "ok", "message": None,
         "protocol": protocol, "protocol_fingerprint": protocol_fingerprint(protocol),
         "provenance": {**ctx.provenance, "dataset_hash": dataset.content_hash,
@@ -248,15 +255,38 @@ def conditioning(ctx, method, model, indices) -> dict | None:
     return cond or None
 
 
-def generate(ctx, method, hparams, model, steps, indices) -> tuple[torch.Tensor, float, float]:
-    """One batch: samples for `indices`, its wall-clock seconds, and network evaluations per sample."""
-    counter = CountingDenoiser(model.denoiser if model else None)
+def generate(ctx, method, hparams, model, steps, indices,
+             wrap=lambda d: d) -> tuple[torch.Tensor, float, float]:
+    """One batch: samples for `indices`, its wall-clock seconds, and network evaluations per
+    sample. `wrap` wraps the denoiser (the profiler's ranges); a torch.compile inside is an error."""
+    counter = CountingDenoiser(wrap(model.denoiser) if model else None)
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
     latents = rng.randn(load_dataset(ctx.config.dataset).shape)
     cond = conditioning(ctx, method, model, indices)
-    with Stopwatch(ctx.device) as watch:
+    with CompileGuard(), Stopwatch(ctx.device) as watch:
         x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
     return x, watch.seconds, counter.nfe(len(indices))
+
+
+def overhead(ctx, method, model, nfe: float, batch_seconds: float) -> dict | None:
+    """Sampling wall-clock of a batch over NFE x the bare denoiser's forward time on that batch:
+    what the sampler adds beyond its network evaluations (1.0 = nothing)."""
+    if model is None or nfe == 0:
+        return None
+    indices = range(ctx.config.batch_size)
+    x = PerSampleRNG(ctx.config.seed, indices, ctx.device).randn(load_dataset(ctx.config.dataset).shape)
+    sigma = torch.ones(len(indices), device=ctx.device)
+    forward = median_forward_seconds(model.denoiser, x, sigma, conditioning(ctx, method, model, indices))
+    return {"ratio": batch_seconds / (nfe * forward), "bare_forward_s": forward,
+            "batch_seconds": batch_seconds, "batch_size": len(indices)}
+
+
+def profile_cell(ctx, method, hparams, model, steps) -> dict:
+    """The profiler's breakdown of one extra full batch (see bench.profiling)."""
+    indices = range(ctx.config.batch_size)
+    return profile_sampling(
+        lambda: generate(ctx, method, hparams, model, steps, indices, wrap=ProfiledDenoiser),
+        ctx.device, len(indices))
 
 
 def metric(name: str, value, uncertainty=None) -> dict:
@@ -289,8 +319,8 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
             indices = range(start, min(start + config.batch_size, config.n_samples))
             x, seconds, nfe = generate(ctx, method, hparams, model, cell.steps, indices)
             nfe_seen.add(nfe)
-            if number >= config.warmup_batches:
-                per_image.append(seconds / len(indices))
+            if number >= config.warmup_batches and len(indices) == config.batch_size:
+                per_image.append(seconds / len(indices))   # full batches only: one shape timed
             pixels = to_uint8(x).cpu()
             score_batch(ctx, scorer, method, model, pixels, indices)
             grid.append(pixels[:max(0, config.grid_size - start)])
@@ -302,6 +332,8 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     timing = TimingSummary.of(per_image)
     grid = save_grid(torch.cat(grid), ctx.store.directory / "samples" / f"{key}.png")
     return {
+        "overhead": overhead(ctx, method, model, nfe, timing.median * config.batch_size),
+        "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
         "metrics": {name: metric(name, *value) for name, value in scores.items()},
         "time_per_image_s": dataclasses.asdict(timing),

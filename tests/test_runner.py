@@ -164,3 +164,26 @@ def test_summary_of_a_row_with_a_null_fid_does_not_crash():
     row = {"status": "ok", "nfe": 3, "metrics": {"fid": {"value": None, "flag": "nan"}},
            "time_per_image_s": {"median": 0.01}}
     assert "fid=null (nan)" in summarise(row)
+
+
+@pytest.fixture(scope="module")
+def profiled_rows(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("profiled")
+    (folder / "suites").mkdir()
+    path = folder / "suites" / "tiny.toml"
+    path.write_text(TINY_SUITE.replace("grid_size = 16", "grid_size = 16\nprofile = true"))
+    run_suite(load_suite(str(path)), folder / "results")
+    return rows_of(folder / "results")
+
+
+def test_rows_carry_the_sampler_overhead_ratio(profiled_rows):
+    for row in profiled_rows:
+        overhead = row["overhead"]
+        assert overhead["ratio"] > 0 and overhead["batch_size"] == 8
+        assert overhead["ratio"] == pytest.approx(
+            overhead["batch_seconds"] / (row["nfe"] * overhead["bare_forward_s"]))
+
+
+def test_profile_option_adds_a_breakdown_per_cell(profiled_rows):
+    assert [r["profile"]["denoiser_calls"] for r in profiled_rows] == [2, 3, 2, 4]
+    assert all(r["profile"]["flops_per_image"] > 0 for r in profiled_rows)

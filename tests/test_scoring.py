@@ -76,3 +76,28 @@ def test_blocks_and_prefixes_partition_the_sample_count():
     assert block_ends(10, 3) == [3, 7, 10]
     counts = prefix_counts(1000)
     assert counts[0] == 200 and counts[-1] == 1000 and counts == sorted(set(counts))
+
+
+def peak_scoring_memory(digits, n):
+    from bench.measure import PeakMemory
+    extractor, pixels, _, reference = digits
+    scorer = CellScorer(extractor, reference, ["fid"], n)
+    with PeakMemory(torch.device("cpu")) as memory:
+        for start in range(0, n, 500):
+            scorer.add(pixels[start % 500:start % 500 + 500][:n - start])
+        scorer.finish()
+    return memory.peak_bytes
+
+
+def test_fid_only_scoring_keeps_no_per_sample_features(digits):
+    extractor, pixels, _, reference = digits
+    scorer = CellScorer(extractor, reference, ["fid"], 500)
+    scorer.add(pixels[:500])
+    assert scorer.kept_features == [] and scorer.kept_logits == []
+
+
+def test_peak_scoring_memory_does_not_grow_with_the_sample_count(digits):
+    # Keeping 40,000 float64 128-d features would take 39 MiB more than keeping 2,000.
+    peak_scoring_memory(digits, 1000)   # warm the allocator
+    small, large = peak_scoring_memory(digits, 2000), peak_scoring_memory(digits, 40000)
+    assert large - small < 8 * 2**20

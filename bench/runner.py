@@ -3,6 +3,7 @@
 A method that raises yields an `error` row and the suite goes on; a non-finite sample yields a
 `nonfinite` row and no pixels. Cells whose key already has a completed row are skipped.
 """
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -255,15 +256,15 @@ def conditioning(ctx, method, model, indices) -> dict | None:
     return cond or None
 
 
-def generate(ctx, method, hparams, model, steps, indices,
-             wrap=lambda d: d) -> tuple[torch.Tensor, float, float]:
+def generate(ctx, method, hparams, model, steps, indices, wrap=lambda d: d,
+             timed: bool = False) -> tuple[torch.Tensor, float, float]:
     """One batch: samples for `indices`, its wall-clock seconds, and network evaluations per
-    sample. `wrap` wraps the denoiser (the profiler's ranges); a torch.compile inside is an error."""
+    sample. `wrap` wraps the denoiser (the profiler's ranges); a timed batch that compiles fails."""
     counter = CountingDenoiser(wrap(model.denoiser) if model else None)
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
     latents = rng.randn(load_dataset(ctx.config.dataset).shape)
     cond = conditioning(ctx, method, model, indices)
-    with CompileGuard(), Stopwatch(ctx.device) as watch:
+    with CompileGuard() if timed else contextlib.nullcontext(), Stopwatch(ctx.device) as watch:
         x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
     return x, watch.seconds, counter.nfe(len(indices))
 
@@ -317,10 +318,12 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     with PeakMemory(ctx.device) as memory:
         for number, start in enumerate(range(0, config.n_samples, config.batch_size)):
             indices = range(start, min(start + config.batch_size, config.n_samples))
-            x, seconds, nfe = generate(ctx, method, hparams, model, cell.steps, indices)
+            # full batches after the warm-up are timed: one shape, compiled and autotuned before
+            timed = number >= config.warmup_batches and len(indices) == config.batch_size
+            x, seconds, nfe = generate(ctx, method, hparams, model, cell.steps, indices, timed=timed)
             nfe_seen.add(nfe)
-            if number >= config.warmup_batches and len(indices) == config.batch_size:
-                per_image.append(seconds / len(indices))   # full batches only: one shape timed
+            if timed:
+                per_image.append(seconds / len(indices))
             pixels = to_uint8(x).cpu()
             score_batch(ctx, scorer, method, model, pixels, indices)
             grid.append(pixels[:max(0, config.grid_size - start)])

@@ -187,3 +187,22 @@ def test_rows_carry_the_sampler_overhead_ratio(profiled_rows):
 def test_profile_option_adds_a_breakdown_per_cell(profiled_rows):
     assert [r["profile"]["denoiser_calls"] for r in profiled_rows] == [2, 3, 2, 4]
     assert all(r["profile"]["flops_per_image"] > 0 for r in profiled_rows)
+
+
+@pytest.mark.gpu
+def test_a_suite_runs_on_cuda_with_autotuning_and_a_profile(write_suite, tmp_path):
+    text = TINY_SUITE.replace("grid_size = 16", 'grid_size = 16\ndevice = "cuda"\nprofile = true')
+    run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
+    rows = rows_of(tmp_path / "results")
+    assert {r["status"] for r in rows} == {"ok"}
+    assert all(r["provenance"]["cudnn_benchmark"] for r in rows)
+    assert rows[0]["memory"]["kind"] == "cuda_peak_allocated"
+    assert [r["profile"]["denoiser_calls"] for r in rows] == [2, 3, 2, 4]
+
+
+@pytest.mark.gpu
+def test_a_compiled_denoiser_compiles_only_in_the_warm_up(write_suite, tmp_path):
+    text = TINY_SUITE.replace("grid_size = 16", 'grid_size = 16\ndevice = "cuda"\ncompile = true')
+    run_suite(load_suite(str(write_suite(text))), tmp_path / "results")
+    rows = rows_of(tmp_path / "results")
+    assert {r["status"] for r in rows} == {"ok"} and all(r["compiled"] for r in rows)

@@ -21,6 +21,7 @@ COST_COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, f
     ("time / image (ms)", lambda r: _ms(r), False, "{:.2f}", None),
     ("images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}", None),
     ("peak memory (MiB)", lambda r: _mib(r), False, "{:.0f}", None),
+    ("sampler overhead", lambda r: (r.get("overhead") or {}).get("ratio"), False, "{:.3f}", None),
 ]
 
 
@@ -126,7 +127,8 @@ def _uncertainty_caption(settings: dict) -> str:
     if "isc" in settings:
         parts.append(f"IS: std over {settings['isc']['splits']} splits")
     parts.append("per-image metrics: standard error over images")
-    return " ± is, for " + "; ".join(parts) + "."
+    return (" ± is, for " + "; ".join(parts) + ". Sampler overhead: sampling time of a batch / "
+            "(NFE x the bare denoiser's forward time on that batch).")
 
 
 def render_report(suite: str, results_root: Path, reports_root: Path) -> Path:
@@ -171,7 +173,8 @@ def _provenance_lines(group) -> list[str]:
     return [f"Measured on {p['device_name']} ({p['device']}, {p['num_threads']} threads), "
             f"torch {p['torch']}, torch-fidelity {p['torch_fidelity']}, git {sha}. "
             f"Time is the median over timed batches (warm-up excluded) divided by the batch size; "
-            f"memory is `{(group[0].get('memory') or {}).get('kind')}` over sampling.", ""]
+            f"memory is `{(group[0].get('memory') or {}).get('kind')}` over "
+            f"{(group[0].get('memory') or {}).get('region', 'sampling')}.", ""]
 
 
 def _grid_lines(rows, results_dir: Path, out: Path) -> list[str]:
@@ -198,6 +201,18 @@ def _line_style(number: int) -> dict:
             "linestyle": ("-", "--", ":")[cycle % 3]}
 
 
+def _x_axis(ax, values, label: str) -> None:
+    """A log axis with plain numbers when the values span a decade or more, else linear (a log
+    axis over less than a decade has no labelled tick)."""
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) >= 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        label += " (log scale)"
+    ax.set_xlabel(label)
+
+
 def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
     series: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
@@ -209,10 +224,7 @@ def plot_fid_vs_nfe(rows: list[dict], path: Path) -> None:
     for number, (name, points) in enumerate(sorted(series.items())):
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **_line_style(number))
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("NFE (log scale)")
+    _x_axis(ax, [p[0] for points in series.values() for p in points], "NFE")
     ax.set_ylabel("FID ↓")
     ax.grid(True, which="both", alpha=0.3)
     if series:
@@ -245,10 +257,7 @@ def plot_psnr_vs_fid(rows: list[dict], path: Path) -> None:
         ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **_line_style(number))
         for fid, psnr, label in points:
             ax.annotate(label, (fid, psnr), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("FID ↓ (log scale)")
+    _x_axis(ax, [p[0] for points in series.values() for p in points], "FID ↓")
     ax.set_ylabel("PSNR (dB) ↑")
     ax.grid(True, which="both", alpha=0.3)
     if series:

@@ -183,7 +183,9 @@ def summarise(row: dict) -> str:
         return f"{row['status']}: {row['message']}"
     scores = " ".join(f"{name}={m['value']:.4g}" if m["value"] is not None
                       else f"{name}=null ({m['flag']})" for name, m in row["metrics"].items())
-    return f"NFE={row['nfe']} {scores} time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms"
+    overhead = (row.get("overhead") or {}).get("ratio")
+    return (f"NFE={row['nfe']} {scores} time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms"
+            + (f" overhead={overhead:.3f}" if overhead else ""))
 
 
 def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:

@@ -13,15 +13,19 @@ from methods.denoisers import inherit_sigma_range
 
 class CountingDenoiser(torch.nn.Module):
     """Wraps a Denoiser and counts its calls and its per-sample evaluations (a batched call on
-    2B rows, as classifier-free guidance makes, is two evaluations for each of B samples)."""
+    2B rows, as classifier-free guidance makes, is two evaluations for each of B samples).
+    Keeps the first call's arguments, so a bare forward can be timed on exactly that input."""
 
     def __init__(self, denoiser: torch.nn.Module):
         super().__init__()
         self.inner = denoiser
         self.calls = self.evaluations = 0
+        self.first_call = None
         inherit_sigma_range(self, denoiser)
 
     def forward(self, x, sigma, cond=None):
+        if self.first_call is None:
+            self.first_call = (x, sigma, cond)
         self.calls += 1
         self.evaluations += x.shape[0]
         return self.inner(x, sigma, cond)
@@ -156,7 +160,7 @@ class CompileGuard:
                                "or a recompile): raise warmup_batches or keep batch shapes fixed")
 
 
-def median_forward_seconds(denoiser, x, sigma, cond, rounds: int = 5, warmup: int = 2) -> float:
+def median_forward_seconds(denoiser, x, sigma, cond, rounds: int = 10, warmup: int = 2) -> float:
     """The bare denoiser's forward time on one batch: median of `rounds` after `warmup` calls."""
     seconds = []
     with torch.no_grad():

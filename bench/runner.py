@@ -259,29 +259,29 @@ def conditioning(ctx, method, model, indices) -> dict | None:
 
 
 def generate(ctx, method, hparams, model, steps, indices, wrap=lambda d: d,
-             timed: bool = False) -> tuple[torch.Tensor, float, float]:
-    """One batch: samples for `indices`, its wall-clock seconds, and network evaluations per
-    sample. `wrap` wraps the denoiser (the profiler's ranges); a timed batch that compiles fails."""
+             timed: bool = False) -> tuple[torch.Tensor, float, CountingDenoiser]:
+    """One batch: samples for `indices`, its wall-clock seconds, and the counted denoiser.
+    `wrap` wraps the denoiser (the profiler's ranges); a timed batch that compiles fails."""
     counter = CountingDenoiser(wrap(model.denoiser) if model else None)
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
     latents = rng.randn(load_dataset(ctx.config.dataset).shape)
     cond = conditioning(ctx, method, model, indices)
     with CompileGuard() if timed else contextlib.nullcontext(), Stopwatch(ctx.device) as watch:
         x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
-    return x, watch.seconds, counter.nfe(len(indices))
+    return x, watch.seconds, counter
 
 
-def overhead(ctx, method, model, nfe: float, batch_seconds: float) -> dict | None:
-    """Sampling wall-clock of a batch over NFE x the bare denoiser's forward time on that batch:
-    what the sampler adds beyond its network evaluations (1.0 = nothing)."""
-    if model is None or nfe == 0:
+def overhead(model, counter: CountingDenoiser, batch_seconds: float) -> dict | None:
+    """Sampling wall-clock of a full batch over (denoiser calls x the bare denoiser's forward
+    time on the input the sampler gave it): what the sampler adds beyond its network
+    evaluations (1.0 = nothing). The forward is timed on the sampler's own first call, so a
+    guided sampler's doubled batch is timed as the doubled batch it is."""
+    if model is None or counter.calls == 0:
         return None
-    indices = range(ctx.config.batch_size)
-    x = PerSampleRNG(ctx.config.seed, indices, ctx.device).randn(load_dataset(ctx.config.dataset).shape)
-    sigma = torch.ones(len(indices), device=ctx.device)
-    forward = median_forward_seconds(model.denoiser, x, sigma, conditioning(ctx, method, model, indices))
-    return {"ratio": batch_seconds / (nfe * forward), "bare_forward_s": forward,
-            "batch_seconds": batch_seconds, "batch_size": len(indices)}
+    forward = median_forward_seconds(model.denoiser, *counter.first_call)
+    return {"ratio": batch_seconds / (counter.calls * forward), "bare_forward_s": forward,
+            "denoiser_calls": counter.calls, "rows_per_call": counter.evaluations // counter.calls,
+            "batch_seconds": batch_seconds}
 
 
 def profile_cell(ctx, method, hparams, model, steps) -> dict:
@@ -322,10 +322,11 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
             indices = range(start, min(start + config.batch_size, config.n_samples))
             # full batches after the warm-up are timed: one shape, compiled and autotuned before
             timed = number >= config.warmup_batches and len(indices) == config.batch_size
-            x, seconds, nfe = generate(ctx, method, hparams, model, cell.steps, indices, timed=timed)
-            nfe_seen.add(nfe)
+            x, seconds, counter = generate(ctx, method, hparams, model, cell.steps, indices, timed=timed)
+            nfe_seen.add(counter.nfe(len(indices)))
             if timed:
                 per_image.append(seconds / len(indices))
+                full_batch_counter = counter
             pixels = to_uint8(x).cpu()
             score_batch(ctx, scorer, method, model, pixels, indices)
             grid.append(pixels[:max(0, config.grid_size - start)])
@@ -337,7 +338,7 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     timing = TimingSummary.of(per_image)
     grid = save_grid(torch.cat(grid), ctx.store.directory / "samples" / f"{key}.png")
     return {
-        "overhead": overhead(ctx, method, model, nfe, timing.median * config.batch_size),
+        "overhead": overhead(model, full_batch_counter, timing.median * config.batch_size),
         "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
         "metrics": {name: metric(name, *value) for name, value in scores.items()},

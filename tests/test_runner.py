@@ -135,14 +135,28 @@ sweep = { cfg_scale = [1.0, 3.0] }
 """
 
 
-def test_guided_cells_count_both_evaluations_and_report_class_accuracy(write_suite, tmp_path):
-    run_suite(load_suite(str(write_suite(COND_SUITE))), tmp_path / "results")
-    rows = [r for r in rows_of(tmp_path / "results") if r["method"] == "ddim-cfg"]
+@pytest.fixture(scope="module")
+def guided_rows(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("guided")
+    (folder / "suites").mkdir()
+    path = folder / "suites" / "tiny.toml"
+    path.write_text(COND_SUITE)
+    run_suite(load_suite(str(path)), folder / "results")
+    return rows_of(folder / "results")
+
+
+def test_guided_cells_count_both_evaluations_and_report_class_accuracy(guided_rows):
+    rows = [r for r in guided_rows if r["method"] == "ddim-cfg"]
     by_scale = {r["hparams"]["cfg_scale"]: r for r in rows}
     assert by_scale[1.0]["nfe"] == 3 and by_scale[3.0]["nfe"] == 6
     for row in rows:
         assert 0.0 <= row["metrics"]["class_acc"]["value"] <= 1.0
-    assert "class_acc" not in rows_of(tmp_path / "results")[0]["metrics"]   # unconditional ddim
+    assert "class_acc" not in guided_rows[0]["metrics"]   # unconditional ddim
+
+
+def test_guided_cells_time_the_bare_forward_on_the_doubled_batch(guided_rows):
+    guided = next(r for r in guided_rows if r["hparams"].get("cfg_scale") == 3.0)["overhead"]
+    assert guided["rows_per_call"] == 16 and guided["denoiser_calls"] == 3
 
 
 def test_a_users_npz_dataset_runs_end_to_end(write_suite, tmp_path):
@@ -179,9 +193,10 @@ def profiled_rows(tmp_path_factory):
 def test_rows_carry_the_sampler_overhead_ratio(profiled_rows):
     for row in profiled_rows:
         overhead = row["overhead"]
-        assert overhead["ratio"] > 0 and overhead["batch_size"] == 8
+        assert overhead["ratio"] > 0 and overhead["rows_per_call"] == 8
+        assert overhead["denoiser_calls"] == row["nfe"]
         assert overhead["ratio"] == pytest.approx(
-            overhead["batch_seconds"] / (row["nfe"] * overhead["bare_forward_s"]))
+            overhead["batch_seconds"] / (overhead["denoiser_calls"] * overhead["bare_forward_s"]))
 
 
 def test_profile_option_adds_a_breakdown_per_cell(profiled_rows):

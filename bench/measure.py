@@ -14,13 +14,15 @@ from methods.denoisers import inherit_sigma_range
 class CountingDenoiser(torch.nn.Module):
     """Wraps a Denoiser and counts its calls and its per-sample evaluations (a batched call on
     2B rows, as classifier-free guidance makes, is two evaluations for each of B samples).
-    Keeps the first call's arguments, so a bare forward can be timed on exactly that input."""
+    Keeps the first call's arguments, so a bare forward can be timed on exactly that input, and
+    on the CPU (where calls are synchronous) the seconds spent inside the denoiser."""
 
     def __init__(self, denoiser: torch.nn.Module):
         super().__init__()
         self.inner = denoiser
         self.calls = self.evaluations = 0
         self.first_call = None
+        self.seconds_inside = 0.0
         inherit_sigma_range(self, denoiser)
 
     def forward(self, x, sigma, cond=None):
@@ -28,7 +30,10 @@ class CountingDenoiser(torch.nn.Module):
             self.first_call = (x, sigma, cond)
         self.calls += 1
         self.evaluations += x.shape[0]
-        return self.inner(x, sigma, cond)
+        start = time.perf_counter()
+        out = self.inner(x, sigma, cond)
+        self.seconds_inside += time.perf_counter() - start
+        return out
 
     def nfe(self, batch_size: int) -> float:
         """Network evaluations per sample."""

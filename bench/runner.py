@@ -6,6 +6,7 @@ A method that raises yields an `error` row and the suite goes on; a non-finite s
 import contextlib
 import dataclasses
 import hashlib
+import statistics
 import logging
 import traceback
 from pathlib import Path
@@ -185,7 +186,8 @@ def summarise(row: dict) -> str:
                       else f"{name}=null ({m['flag']})" for name, m in row["metrics"].items())
     overhead = (row.get("overhead") or {}).get("ratio")
     return (f"NFE={row['nfe']} {scores} time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms"
-            + (f" overhead={overhead:.3f}" if overhead else ""))
+            + (f" overhead={overhead:.3f} (in situ {row['overhead']['ratio_in_situ']:.3f})"
+               if overhead and row["overhead"].get("ratio_in_situ") else ""))
 
 
 def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
@@ -271,17 +273,22 @@ def generate(ctx, method, hparams, model, steps, indices, wrap=lambda d: d,
     return x, watch.seconds, counter
 
 
-def overhead(model, counter: CountingDenoiser, batch_seconds: float) -> dict | None:
+def overhead(model, counter: CountingDenoiser, batch_seconds: float, in_situ: list,
+             device: torch.device) -> dict | None:
     """Sampling wall-clock of a full batch over (denoiser calls x the bare denoiser's forward
     time on the input the sampler gave it): what the sampler adds beyond its network
     evaluations (1.0 = nothing). The forward is timed on the sampler's own first call, so a
-    guided sampler's doubled batch is timed as the doubled batch it is."""
+    guided sampler's doubled batch is timed as the doubled batch it is. On the CPU,
+    `ratio_in_situ` is the median over timed batches of a batch's wall-clock over the time spent
+    inside its denoiser calls: no separate measurement, so no drift of the machine's speed
+    between the two."""
     if model is None or counter.calls == 0:
         return None
     forward = median_forward_seconds(model.denoiser, *counter.first_call)
-    return {"ratio": batch_seconds / (counter.calls * forward), "bare_forward_s": forward,
-            "denoiser_calls": counter.calls, "rows_per_call": counter.evaluations // counter.calls,
-            "batch_seconds": batch_seconds}
+    in_situ = statistics.median(in_situ) if device.type == "cpu" and None not in in_situ else None
+    return {"ratio": batch_seconds / (counter.calls * forward), "ratio_in_situ": in_situ,
+            "bare_forward_s": forward, "denoiser_calls": counter.calls,
+            "rows_per_call": counter.evaluations // counter.calls, "batch_seconds": batch_seconds}
 
 
 def profile_cell(ctx, method, hparams, model, steps) -> dict:
@@ -316,7 +323,7 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     """Samples the cell batch by batch, scoring each batch as it comes (memory does not grow
     with n_samples); peak memory covers both, timing only the sampler."""
     config = ctx.config
-    scorer, grid, per_image, nfe_seen = scorer_for(ctx, method), [], [], set()
+    scorer, grid, per_image, in_situ, nfe_seen = scorer_for(ctx, method), [], [], [], set()
     with PeakMemory(ctx.device) as memory:
         for number, start in enumerate(range(0, config.n_samples, config.batch_size)):
             indices = range(start, min(start + config.batch_size, config.n_samples))
@@ -327,6 +334,7 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
             if timed:
                 per_image.append(seconds / len(indices))
                 full_batch_counter = counter
+                in_situ.append(seconds / counter.seconds_inside if counter.seconds_inside else None)
             pixels = to_uint8(x).cpu()
             score_batch(ctx, scorer, method, model, pixels, indices)
             grid.append(pixels[:max(0, config.grid_size - start)])
@@ -338,7 +346,8 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     timing = TimingSummary.of(per_image)
     grid = save_grid(torch.cat(grid), ctx.store.directory / "samples" / f"{key}.png")
     return {
-        "overhead": overhead(model, full_batch_counter, timing.median * config.batch_size),
+        "overhead": overhead(model, full_batch_counter, timing.median * config.batch_size,
+                             in_situ, ctx.device),
         "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
         "metrics": {name: metric(name, *value) for name, value in scores.items()},

@@ -22,6 +22,7 @@ COST_COLUMNS = [  # (header, getter, higher_is_better or None when not ranked, f
     ("images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}", None),
     ("peak memory (MiB)", lambda r: _mib(r), False, "{:.0f}", None),
     ("sampler overhead", lambda r: (r.get("overhead") or {}).get("ratio"), False, "{:.3f}", None),
+    ("overhead in situ", lambda r: (r.get("overhead") or {}).get("ratio_in_situ"), False, "{:.3f}", None),
 ]
 
 
@@ -128,7 +129,8 @@ def _uncertainty_caption(settings: dict) -> str:
         parts.append(f"IS: std over {settings['isc']['splits']} splits")
     parts.append("per-image metrics: standard error over images")
     return (" ± is, for " + "; ".join(parts) + ". Sampler overhead: sampling time of a batch / "
-            "(NFE x the bare denoiser's forward time on that batch).")
+            "(NFE x the bare denoiser's forward time on that batch); in situ: over the time spent inside "
+            "its own denoiser calls (CPU).")
 
 
 def render_report(suite: str, results_root: Path, reports_root: Path) -> Path:

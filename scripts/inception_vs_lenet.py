@@ -1,6 +1,7 @@
 """The same mnist cells scored twice: Inception FID (torch-fidelity's inception-v3-compat, the
 weights resolved as bench/inception.py says) next to LeNet-feature FID, with the same samples
-(same seeds), sample count and reference split. Results go to results/inception-vs-lenet-*.
+(same seeds), sample count and reference (the 1,000 test digits). Results go to
+results/inception-vs-lenet-*.
 
 Usage: python scripts/inception_vs_lenet.py [N]   (default 500)
 """
@@ -17,7 +18,7 @@ description = "mnist cells under the {extractor} extractor"
 dataset = "mnist5k"
 n_samples = {n}
 batch_size = 100
-reference_split = "train"
+reference_split = "test"
 feature_extractor = "{extractor}"
 [models.flow]
 recipe = "flow"

@@ -14,6 +14,7 @@ EPILOG = """examples:
   diffbench run my-suite.toml         run a suite from a TOML file
   diffbench ls methods                list registered methods
   diffbench report quick              re-render reports/quick/ from stored rows
+  diffbench report quick --against results/published/quick   changes against a baseline
   diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
 """
 
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render reports/<suite>/ from stored rows",
                                  epilog="example: diffbench report quick")
     report.add_argument("suite", help="suite name (its rows are read from the results dir)")
+    report.add_argument("--against", metavar="BASELINE",
+                        help="compare with another result set: a results directory, a rows.jsonl "
+                             "file or a suite name under --results-dir")
     _add_dirs(report)
 
     train = commands.add_parser("train", help="train (or resume) a model recipe into the cache",
@@ -70,7 +74,7 @@ def cmd_run(args) -> int:
           f"results in {outcome.results_path}")
     if not args.no_report:
         out = render_report(config.name, args.results_dir, args.reports_dir)
-        print(f"report: {out / 'leaderboard.md'}")
+        print(f"report: {out / 'index.html'} (also leaderboard.md, tables.tex, figures)")
     if outcome.failed:
         print(f"{outcome.failed} cell(s) failed (status error or nonfinite)", file=sys.stderr)
         return 1
@@ -104,8 +108,8 @@ def cmd_ls(args) -> int:
 
 def cmd_report(args) -> int:
     from bench.report import render_report
-    out = render_report(args.suite, args.results_dir, args.reports_dir)
-    print(f"report: {out / 'leaderboard.md'}")
+    out = render_report(args.suite, args.results_dir, args.reports_dir, against=args.against)
+    print(f"report: {out / 'index.html'} (also leaderboard.md, tables.tex, figures)")
     return 0
 
 

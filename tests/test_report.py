@@ -1,89 +1,71 @@
+import hashlib
+import shutil
+import subprocess
+
 import pytest
 
-from bench.report import leaderboard_table, render_report
-from bench.store import ResultStore
+from bench.errors import DiffbenchError
+from bench.report import render_report
+from bench.report.board import Group, build_board, competition_ranks
+from bench.report.latex import escape as latex_escape
+from bench.report.markdown import table as markdown_table
+from bench.report.plots import pareto_front
+from tests.report_rows import row, store_rows
 
-PROTOCOL = {"extractor": "lenet-x", "extractor_weights_sha256": "ab" * 32, "feature_layer": "fc1",
-            "n_samples": 10, "reference": {"dataset": "x", "split": "train", "count": 5}}
-PROVENANCE = {"git_sha": "f" * 40, "git_dirty": False, "device_name": "cpu", "device": "cpu",
-              "num_threads": 2, "torch": "2", "torch_fidelity": "0.4"}
-
-
-def row(key, method, nfe, fid, seconds, fingerprint="p1", status="ok"):
-    return {"cell_key": key, "method": method, "label": method, "hparams": {"eta": 0.0},
-            "steps": nfe, "nfe": nfe, "status": status, "message": None if status == "ok" else "boom",
-            "metrics": {"fid": {"value": fid}}, "time_per_image_s": {"median": seconds},
-            "throughput_images_per_s": 1 / seconds, "memory": {"kind": "cpu_peak_rss", "peak_bytes": 2**20},
-            "protocol": PROTOCOL, "protocol_fingerprint": fingerprint, "provenance": PROVENANCE,
-            "samples_grid": None}
+HOSTILE = "<script>alert(1)</script>"
+AWKWARD = "a_b%&$#"
 
 
-def test_best_value_is_bold_and_headers_carry_direction():
-    lines = leaderboard_table([row("a", "ddim", 10, 5.0, 0.2), row("b", "ddpm", 10, 7.0, 0.1)])
-    assert "FID ↓" in lines[0] and "images / s ↑" in lines[0]
-    ddim, ddpm = lines[2], lines[3]
-    assert "**5.000**" in ddim and "**7.000**" not in ddpm
-    assert "**100.00**" in ddpm     # the faster method has the best time per image
+def board(*rows):
+    return build_board(Group("generate", "p1", list(rows)))
+
+
+def markdown(*rows):
+    return markdown_table(board(*rows))
+
+
+def render(tmp_path, *rows, suite="s", grids=False, **kwargs):
+    store_rows(tmp_path / "results", suite, *rows, grids=grids)
+    return render_report(suite, tmp_path / "results", tmp_path / "reports", **kwargs)
+
+
+def test_headers_carry_the_direction_each_metric_declares():
+    header = markdown(row("a", "ddim", 10, 5.0, 0.2), row("b", "ddpm", 10, 7.0, 0.1))[0]
+    assert "FID ↓" in header and "images / s ↑" in header and "rank (FID)" in header
+
+
+def test_best_is_bold_and_second_underlined():
+    lines = markdown(row("a", "ddim", 10, 5.0, 0.2), row("b", "ddpm", 10, 7.0, 0.1),
+                     row("c", "flow", 10, 9.0, 0.3))
+    assert "**5.000**" in lines[2] and "<u>7.000</u>" in lines[3]
+    assert "9.000" in lines[4] and "**9.000**" not in lines[4] and "<u>9.000</u>" not in lines[4]
+
+
+@pytest.mark.parametrize("values, higher, expected", [
+    ([3.0, 1.0, 2.0], False, [3, 1, 2]),
+    ([3.0, 1.0, 2.0], True, [1, 3, 2]),
+    ([1.0, 1.0, 2.0], False, [1, 1, 3]),
+    ([None, 1.0], False, [None, 1]),
+])
+def test_competition_ranks(values, higher, expected):
+    assert competition_ranks(values, higher) == expected
+
+
+def test_each_quality_metric_gets_a_rank_column():
+    cells = board(row("a", "ddim", 10, 5.0, 0.2, psnr=30.0), row("b", "ddpm", 10, 7.0, 0.1, psnr=31.0))
+    keys = [c.key for c in cells.columns]
+    ranks = {k: [line[keys.index(k)].text for line in cells.cells] for k in ("rank_fid", "rank_psnr")}
+    assert ranks == {"rank_fid": ["1", "2"], "rank_psnr": ["2", "1"]}
 
 
 def test_failed_rows_are_listed_but_not_ranked():
-    lines = leaderboard_table([row("a", "ddim", 10, 5.0, 0.2), row("b", "bad", 10, 1.0, 0.1, status="error")])
+    lines = markdown(row("a", "ddim", 10, 5.0, 0.2), row("b", "bad", 10, 1.0, 0.1, status="error"))
     bad, ddim = lines[2], lines[3]       # rows are ordered by method name
     assert "**5.000**" in ddim and "error: boom" in bad and "1.000" not in bad
 
 
-@pytest.fixture
-def stored(tmp_path):
-    store = ResultStore(tmp_path / "results", "s")
-    store.ensure_writable()
-
-    def add(*rows):
-        for r in rows:
-            store.append(r)
-    return add, tmp_path
-
-
-def test_different_fingerprints_get_separate_tables(stored):
-    add, tmp_path = stored
-    add(row("a", "ddim", 10, 5.0, 0.2, "p1"), row("b", "ddpm", 10, 7.0, 0.1, "p2"))
-    text = (render_report("s", tmp_path / "results", tmp_path / "reports") / "leaderboard.md").read_text()
-    assert text.count("| method |") == 2 and "**7.000**" in text and "**5.000**" in text
-
-
-def test_report_writes_the_fid_vs_nfe_plot(stored):
-    add, tmp_path = stored
-    add(row("a", "ddim", 10, 5.0, 0.2), row("b", "ddim", 20, 4.0, 0.4))
-    out = render_report("s", tmp_path / "results", tmp_path / "reports")
-    assert (out / "fid_vs_nfe.png").stat().st_size > 1000
-
-
-def test_report_rerenders_identically(stored):
-    add, tmp_path = stored
-    add(row("a", "ddim", 10, 5.0, 0.2), row("b", "ddpm", 20, 4.0, 0.4))
-    first = (render_report("s", tmp_path / "results", tmp_path / "reports") / "leaderboard.md").read_text()
-    second = (render_report("s", tmp_path / "results", tmp_path / "reports") / "leaderboard.md").read_text()
-    assert first == second
-
-
-def test_newest_row_of_a_cell_is_reported(stored):
-    add, tmp_path = stored
-    add(row("a", "ddim", 10, 9.0, 0.2), row("a", "ddim", 10, 3.0, 0.2))
-    text = (render_report("s", tmp_path / "results", tmp_path / "reports") / "leaderboard.md").read_text()
-    assert "3.000" in text and "9.000" not in text
-
-
-def test_a_metric_present_in_some_rows_gets_its_own_column():
-    with_acc = row("a", "ddim-cfg", 10, 5.0, 0.2)
-    with_acc["metrics"]["class_acc"] = {"value": 0.9, "higher_is_better": True}
-    lines = leaderboard_table([with_acc, row("b", "ddim", 10, 6.0, 0.2)])
-    assert "class acc ↑" in lines[0]
-    assert "**0.900**" in lines[3] and "n/a" in lines[2]   # rows ordered by method name
-
-
 def test_metric_uncertainty_is_shown_beside_its_value():
-    spread = row("a", "ddim", 10, 5.0, 0.2)
-    spread["metrics"]["fid"]["uncertainty"] = {"kind": "seed_blocks", "value": 0.25}
-    assert "**5.000** ± 0.250" in leaderboard_table([spread])[2]
+    assert "**5.000** ± 0.250" in markdown(row("a", "ddim", 10, 5.0, 0.2, fid_error=0.25))[2]
 
 
 def test_identical_images_give_a_null_psnr_flagged_inf_that_renders():
@@ -97,4 +79,148 @@ def test_identical_images_give_a_null_psnr_flagged_inf_that_renders():
     assert stored["value"] is None and stored["flag"] == "inf"
     identical = row("a", "bicubic", 0, 5.0, 0.2)
     identical["metrics"]["psnr"] = stored
-    assert "| inf |" in leaderboard_table([identical, row("b", "sr3", 10, 6.0, 0.2)])[2]
+    assert "| inf |" in markdown(identical, row("b", "sr3", 10, 6.0, 0.2, psnr=20.0))[2]
+
+
+def test_different_fingerprints_get_separate_tables(tmp_path):
+    out = render(tmp_path, row("a", "ddim", 10, 5.0, 0.2, "p1"), row("b", "ddpm", 10, 7.0, 0.1, "p2"))
+    text = (out / "leaderboard.md").read_text()
+    assert text.count("| method |") == 2 and "**7.000**" in text and "**5.000**" in text
+    assert "protocol p1" in text and "protocol p2" in text
+
+
+def test_tasks_are_grouped_generation_first(tmp_path):
+    out = render(tmp_path, row("a", "sr3", 10, 5.0, 0.2, task="superres", psnr=30.0, ssim=0.9),
+                 row("b", "ddpm", 10, 7.0, 0.1))
+    text = (out / "leaderboard.md").read_text()
+    assert text.index("## Generation") < text.index("## Super-resolution")
+
+
+@pytest.mark.parametrize("task, stems", [
+    ("generate", ["fid_vs_nfe", "fid_vs_time"]),
+    ("superres", ["psnr_ssim_vs_fid"]),
+])
+def test_each_task_gets_its_plots_as_png_and_pdf(tmp_path, task, stems):
+    metrics = {"psnr": 30.0, "ssim": 0.9} if task == "superres" else {}
+    out = render(tmp_path, row("a", "m", 10, 5.0, 0.2, task=task, **metrics),
+                 row("b", "m", 20, 4.0, 0.4, task=task, **metrics))
+    for stem in stems:
+        assert (out / f"{stem}.png").stat().st_size > 1000
+        assert (out / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_profiled_rows_get_the_breakdown_bars(tmp_path):
+    profiled = row("a", "ddim", 10, 5.0, 0.2)
+    profiled["profile"] = {"denoiser_s": 0.3, "sampler_arithmetic_s": 0.01, "other_s": 0.02}
+    out = render(tmp_path, profiled, row("b", "ddpm", 10, 7.0, 0.1))
+    assert (out / "profile.png").stat().st_size > 1000 and (out / "profile.pdf").is_file()
+
+
+def test_sample_grids_are_copied_and_shown_side_by_side(tmp_path):
+    out = render(tmp_path, row("a", "ddim", 10, 5.0, 0.2), row("b", "ddpm", 10, 7.0, 0.1), grids=True)
+    assert len(list((out / "samples").glob("*.png"))) == 2 and (out / "samples.png").is_file()
+    assert "samples/00000000.png" in (out / "leaderboard.md").read_text()
+
+
+def test_the_pareto_front_keeps_only_undominated_points():
+    assert pareto_front([(1, 9), (2, 5), (3, 6), (4, 1), (5, 1)]) == [(1, 9), (2, 5), (4, 1)]
+
+
+def digests(directory):
+    return {p.relative_to(directory): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_report_rerenders_byte_identically(tmp_path):
+    rows = [row("a", "ddim", 10, 5.0, 0.2, fid_error=0.5), row("b", "ddpm", 20, 4.0, 0.4)]
+    out = render(tmp_path, *rows, grids=True)
+    first = digests(out)
+    assert digests(render_report("s", tmp_path / "results", tmp_path / "reports")) == first
+
+
+def test_a_figure_of_a_vanished_group_does_not_linger(tmp_path):
+    out = render(tmp_path, row("a", "ddim", 10, 5.0, 0.2))
+    (out / "fid_vs_nfe-2.png").write_bytes(b"stale")
+    render_report("s", tmp_path / "results", tmp_path / "reports")
+    assert not (out / "fid_vs_nfe-2.png").exists()
+
+
+def test_newest_row_of_a_cell_is_reported(tmp_path):
+    out = render(tmp_path, row("a", "ddim", 10, 9.0, 0.2), row("a", "ddim", 10, 3.0, 0.2))
+    text = (out / "leaderboard.md").read_text()
+    assert "3.000" in text and "9.000" not in text
+
+
+def test_a_metric_present_in_some_rows_gets_its_column_and_a_note(tmp_path):
+    out = render(tmp_path, row("a", "ddim-cfg", 10, 5.0, 0.2, class_acc=0.9), row("b", "ddim", 10, 6.0, 0.2))
+    text = (out / "leaderboard.md").read_text()
+    assert "class acc ↑" in text and "**0.900**" in text and "class_acc is in 1 of 2 rows" in text
+
+
+@pytest.mark.parametrize("rows, note", [
+    ([], "No results stored yet"),
+    ([row("a", "ddim", 10, 5.0, 0.2, status="error")], "Every stored row failed"),
+    ([row("a", "ddim", 10, 5.0, 0.2)], "One successful row"),
+])
+def test_unusual_result_sets_render_with_a_note(tmp_path, rows, note):
+    out = render(tmp_path, *rows)
+    for name in ("leaderboard.md", "tables.tex", "index.html"):
+        assert note in (out / name).read_text()
+
+
+def test_user_strings_are_escaped_in_html_and_latex(tmp_path):
+    hostile = row("a", HOSTILE, 10, 5.0, 0.2, hparams={"note": AWKWARD})
+    hostile["label"] = HOSTILE
+    out = render(tmp_path, hostile, row("b", "ddpm", 20, 4.0, 0.4))
+    page = (out / "index.html").read_text()
+    assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "note=a_b%&amp;$#" in page
+    tex = (out / "tables.tex").read_text()
+    assert HOSTILE not in tex and AWKWARD not in tex
+    assert r"\textless{}script\textgreater{}" in tex and r"a\_b\%\&\$\#" in tex
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a_b%&$#", r"a\_b\%\&\$\#"),
+    ("{x}^~\\", r"\{x\}\textasciicircum{}\textasciitilde{}\textbackslash{}"),
+    ("FID∞ ↓", r"FID$\infty$ $\downarrow$"),
+])
+def test_latex_escape(text, expected):
+    assert latex_escape(text) == expected
+
+
+def test_latex_tables_have_booktabs_structure_and_a_full_caption(tmp_path):
+    out = render(tmp_path, row("a", "ddim", 10, 5.0, 0.2, fid_error=0.5), row("b", "ddim", 20, 4.0, 0.4))
+    tex = (out / "tables.tex").read_text()
+    assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
+    assert r"\textbf{4.000}" in tex and r"\underline{5.000} $\pm$ 0.500" in tex
+    assert "FID at NFE $=k$" in tex and "10 samples per cell" in tex and "lenet-x" in tex
+    assert "measured on cpu (cpu, 2 threads)" in tex
+    assert tex.count(r"\begin{") == tex.count(r"\end{")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_tables_compile_with_pdflatex(tmp_path):
+    hostile = row("a", HOSTILE, 10, 5.0, 0.2, hparams={"note": AWKWARD}, fid_error=0.5)
+    out = render(tmp_path, hostile, row("b", "ddpm", 20, 4.0, 0.4), row("c", "ddpm", 10, 6.0, 0.3))
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+                          cwd=out, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert (out / "tables.pdf").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("suite", ["../../x", "a/b", HOSTILE])
+def test_a_suite_name_that_is_not_a_plain_name_is_refused(tmp_path, suite):
+    with pytest.raises(DiffbenchError):
+        render_report(suite, tmp_path / "results", tmp_path / "reports")
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_grid_path_outside_the_results_is_ignored(tmp_path):
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not yours")
+    sneaky = row("a", "ddim", 10, 5.0, 0.2)
+    sneaky["samples_grid"] = "../../secret.png"
+    out = render(tmp_path, sneaky)
+    written = [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]
+    assert all(out in p.parents for p in written) and not (out / "samples").exists()

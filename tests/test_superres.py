@@ -222,7 +222,7 @@ def test_report_draws_the_psnr_fid_trade_off_and_states_the_sr_protocol(sr_resul
     out = render_report("tiny", sr_results, tmp_path / "reports")
     text = (out / "leaderboard.md").read_text()
     assert "Super-resolution x2" in text and "2-pixel border crop" in text
-    assert (out / "psnr_vs_fid.png").stat().st_size > 1000 and (out / "fid_vs_nfe.png").is_file()
+    assert (out / "psnr_ssim_vs_fid.png").stat().st_size > 1000 and (out / "psnr_ssim_vs_fid.pdf").is_file()
 
 
 def test_ssim_matches_scikit_image_gaussian_ssim_on_photographs():

@@ -1,0 +1,200 @@
+"""Reports from stored rows alone (never in-memory state), so any results file, including one
+merged from several machines, can be re-rendered: reports/<suite>/ gets leaderboard.md,
+tables.tex, index.html, the figures as PNG and PDF, and the cells' sample grids.
+
+Only names that passed validation become paths, and nothing is written outside
+reports/<suite>/. Re-rendering the same rows gives the same bytes.
+"""
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.errors import DiffbenchError
+from bench.registry import validate_name
+from bench.report import captions, compare, html, latex, markdown, plots
+from bench.report.board import Board, build_board, group_rows, hparams_text, ok, row_order
+from bench.store import ResultStore, latest_per_cell, read_rows
+
+GRID_PATH = re.compile(r"samples/[0-9a-f]{8,64}\.png")
+OUTPUT_SUFFIXES = (".md", ".tex", ".html", ".png", ".pdf")
+
+
+@dataclass
+class Rendered:
+    """Everything a format writes, computed once."""
+    suite: str
+    rows: list[dict]
+    boards: list[Board]
+    notes: list[str]
+    figures: dict[int, list[tuple[str, str]]] = field(default_factory=dict)   # board -> (title, png)
+    grids: list[tuple[dict, str]] = field(default_factory=list)              # (row, samples/x.png)
+    comparison: tuple | None = None
+    against: str | None = None
+
+
+def render_report(suite: str, results_root: Path, reports_root: Path,
+                  against: str | Path | None = None) -> Path:
+    """Write reports/<suite>/ from results/<suite>/rows.jsonl (and, with `against`, a comparison
+    with another result set); returns the report directory."""
+    name = validate_name(suite, "suite name")
+    store = ResultStore(results_root, name)
+    stored, problems = store.read()
+    rows = latest_per_cell([r for r in stored if r.get("cell_key")])
+    out = Path(reports_root) / name
+    clear_outputs(out)
+    boards = [build_board(group) for group in group_rows(rows)]
+    rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems)
+    rendered.figures = draw_figures(boards, out)
+    rendered.grids = copy_grids(rows, store.directory, out)
+    if rendered.grids:
+        plots.sample_panels([(f"{r.get('label')}, {r.get('steps')} steps", out / path)
+                             for r, path in rendered.grids], out / "samples")
+    if against is not None:
+        baseline, baseline_problems = read_rows(resolve_against(against, Path(results_root)))
+        rendered.comparison = compare.compare_rows(rows, latest_per_cell(baseline))
+        rendered.against = str(against)
+        rendered.notes += baseline_problems
+    (out / "leaderboard.md").write_text(markdown_report(rendered))
+    (out / "tables.tex").write_text(latex.document(name, boards, _hardware(rows), rendered.notes))
+    (out / "index.html").write_text(html_report(rendered, out))
+    return out
+
+
+def clear_outputs(out: Path) -> None:
+    """Remove what an earlier render wrote here (a figure of a group that no longer exists must
+    not linger); other files are left alone."""
+    out.mkdir(parents=True, exist_ok=True)
+    for path in out.iterdir():
+        if path.is_file() and path.suffix in OUTPUT_SUFFIXES:
+            path.unlink()
+    if (out / "samples").is_dir():
+        shutil.rmtree(out / "samples")
+
+
+def resolve_against(against: str | Path, results_root: Path) -> Path:
+    """A rows.jsonl file, a directory holding one, or a suite name under the results dir."""
+    path = Path(against)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if (path / "rows.jsonl").is_file():
+            return path / "rows.jsonl"
+        raise DiffbenchError(f"--against {str(against)!r} holds no rows.jsonl: give a results "
+                             "directory, a rows.jsonl file or a suite name")
+    store = ResultStore(results_root, validate_name(str(against), "--against suite name"))
+    if not store.rows_path.is_file():
+        raise DiffbenchError(f"--against {str(against)!r}: no results at {store.rows_path}; give "
+                             "a results directory, a rows.jsonl file or a suite name")
+    return store.rows_path
+
+
+def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, str]]]:
+    """Per board its figures; the first board of a kind gets the plain file name, later ones a
+    number (fingerprints come from the rows file and never become paths)."""
+    figures, taken = {}, {}
+    for index, board in enumerate(boards):
+        if not any(ok(r) for r in board.rows):
+            continue
+        if board.group.task == "superres":
+            kinds = [("psnr_ssim_vs_fid", "PSNR and SSIM against FID", plots.sr_tradeoff)]
+        else:
+            kinds = [("fid_vs_nfe", "FID against NFE", plots.fid_vs_nfe),
+                     ("fid_vs_time", "FID against time per image, Pareto front marked", plots.fid_vs_time)]
+        if any(r.get("profile") for r in board.rows):
+            kinds.append(("profile", "Profiler breakdown per cell", plots.profile_bars))
+        figures[index] = []
+        for stem, title, draw in kinds:
+            taken[stem] = taken.get(stem, 0) + 1
+            name = stem if taken[stem] == 1 else f"{stem}-{taken[stem]}"
+            png, _ = draw(board.rows, out / name)
+            figures[index].append((title, png))
+    return figures
+
+
+def copy_grids(rows: list[dict], results_dir: Path, out: Path) -> list[tuple[dict, str]]:
+    """Each successful cell's sample grid, copied under samples/; a grid path that is not the
+    runner's own `samples/<hex>.png` is ignored (the rows file is input, not trusted)."""
+    grids = []
+    for row in sorted(rows, key=row_order):
+        relative = row.get("samples_grid")
+        if not ok(row) or not isinstance(relative, str) or not GRID_PATH.fullmatch(relative):
+            continue
+        source = results_dir / relative
+        if source.is_file():
+            (out / "samples").mkdir(exist_ok=True)
+            shutil.copyfile(source, out / relative)
+            grids.append((row, relative))
+    return grids
+
+
+def _hardware(rows: list[dict]) -> str:
+    return ", ".join(sorted({captions.hardware(r) for r in rows})) or "unknown hardware"
+
+
+def markdown_report(r: Rendered) -> str:
+    esc = markdown.escape
+    lines = [f"# Leaderboard: {esc(r.suite)}", ""] + [f"- {esc(n)}" for n in r.notes] + [""]
+    for index, board in enumerate(r.boards):
+        lines += [f"## {esc(board.title)}", "", esc(captions.protocol_caption(board.group.rows[0])), ""]
+        lines += markdown.table(board) + [""] + markdown.pivot_table(board)
+        lines += [esc(captions.provenance_caption(board.group.rows)), ""]
+        lines += [f"![{title}]({png})\n" for title, png in r.figures.get(index, [])]
+    if r.grids:
+        lines += ["## Samples (the same seeds in every cell)", "", "![sample grids](samples.png)", ""]
+        lines += [f"**{esc(row.get('label'))}, {esc(row.get('steps'))} steps** (NFE "
+                  f"{esc(row.get('nfe'))})\n\n![{esc(row.get('label'))}]({path})\n" for row, path in r.grids]
+    if r.comparison:
+        lines += markdown_comparison(r)
+    lines += ["## Provenance", ""] + [f"- {esc(k)}: {esc(v)}" for k, v in captions.provenance_items(r.rows)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_comparison(r: Rendered) -> list[str]:
+    deltas, only_current, only_baseline = r.comparison
+    esc, number = markdown.escape, compare.number
+    lines = [f"## Against {esc(r.against)}", "", esc(compare.RULES), "",
+             "| cell | quantity | baseline | current | change | interval | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {esc(d.cell)} | {esc(d.quantity)} | {number(d.baseline)} | {number(d.current)} | "
+              f"{number(d.change)} | {'n/a' if d.interval is None else '± ' + number(d.interval)} | "
+              f"{esc(d.verdict)} |" for d in deltas]
+    lines += [""] + [f"- only in this result set: {esc(c)}" for c in only_current]
+    lines += [f"- only in the baseline: {esc(c)}" for c in only_baseline]
+    return lines + [""]
+
+
+def html_report(r: Rendered, out: Path) -> str:
+    sections = [html.paragraphs(r.notes)] if r.notes else []
+    for index, board in enumerate(r.boards):
+        content = (html.paragraphs([captions.protocol_caption(board.group.rows[0])], "caption")
+                   + html.table(board) + html.pivot_html(board)
+                   + html.paragraphs([captions.provenance_caption(board.group.rows)], "caption")
+                   + "".join(html.figure(out / png, title) for title, png in r.figures.get(index, [])))
+        sections.append(html.section(board.title, content))
+    if r.grids:
+        sections.append(html.section("Samples (the same seeds in every cell)", "".join(
+            html.figure(out / path, f"{row.get('label')} ({hparams_text(row)}), "
+                                    f"{row.get('steps')} steps, NFE {row.get('nfe')}", "grid")
+            for row, path in r.grids)))
+    if r.comparison:
+        sections.append(html_comparison(r))
+    sections.append(html.section("Provenance", html.definition_list(captions.provenance_items(r.rows))))
+    return html.page(f"diffbench report: {r.suite}", sections)
+
+
+def html_comparison(r: Rendered) -> str:
+    deltas, only_current, only_baseline = r.comparison
+    number = compare.number
+    heads = "".join(f"<th>{h}</th>" for h in ("cell", "quantity", "baseline", "current", "change",
+                                               "interval", "verdict"))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.esc(v)}</td>" for v in (
+            d.cell, d.quantity, number(d.baseline), number(d.current), number(d.change),
+            "n/a" if d.interval is None else "± " + number(d.interval), d.verdict)) + "</tr>"
+        for d in deltas)
+    extra = [f"only in this result set: {c}" for c in only_current]
+    extra += [f"only in the baseline: {c}" for c in only_baseline]
+    return html.section(f"Against {r.against}", html.paragraphs([compare.RULES]) +
+                        f'<table class="sortable"><thead><tr>{heads}</tr></thead><tbody>{body}'
+                        f"</tbody></table>" + html.paragraphs(extra))

@@ -1,0 +1,96 @@
+"""Plain-text sentences a report says about its rows: what protocol a table was measured under,
+what the ± means, where and with what it ran, and notes for unusual result sets. Formats escape
+them when they write them."""
+from bench.report.board import Board, present_metrics
+
+
+def protocol_caption(row: dict) -> str:
+    p = row.get("protocol") or {}
+    ref = p.get("reference") or {}
+    caption = (f"FID with extractor {p.get('extractor')} (weights "
+               f"{str(p.get('extractor_weights_sha256'))[:12]}, layer {p.get('feature_layer')}), "
+               f"{p.get('n_samples')} samples against {ref.get('count')} {ref.get('dataset')} "
+               f"{ref.get('split')} images; protocol {row.get('protocol_fingerprint')}.")
+    if not str(p.get("extractor")).startswith("inception"):
+        caption += " A domain-feature FID: not comparable with Inception FID."
+    caption += uncertainty_caption(p.get("metrics") or {})
+    sr = p.get("superres")
+    if sr:
+        fidelity = sr.get("fidelity") or {}
+        caption += (f" Super-resolution x{sr.get('scale')} ({sr.get('degradation')}) of the "
+                    f"{sr.get('inputs')}; PSNR / SSIM on {fidelity.get('colour')}, "
+                    f"{fidelity.get('border_crop')}-pixel border crop, data range "
+                    f"{fidelity.get('data_range')}; lr_mse: {fidelity.get('lr_mse')}.")
+    return caption
+
+
+def uncertainty_caption(settings: dict) -> str:
+    parts = []
+    if "fid" in settings:
+        parts.append(f"FID: standard error from {settings['fid'].get('blocks')} disjoint seed "
+                     "blocks (block std / sqrt(blocks))")
+    if "kid" in settings:
+        parts.append(f"KID: std over {settings['kid'].get('subsets')} subsets of "
+                     f"{settings['kid'].get('subset_size')}")
+    if "isc" in settings:
+        parts.append(f"IS: std over {settings['isc'].get('splits')} splits")
+    parts.append("per-image metrics: standard error over images")
+    return (" ± is, for " + "; ".join(parts) + ". Bold: best; underlined: second; ranks are per "
+            "quality metric. Sampler overhead: sampling time of a batch / (NFE x the bare "
+            "denoiser's forward time on that batch); in situ: over the time spent inside its own "
+            "denoiser calls (CPU).")
+
+
+def hardware(row: dict) -> str:
+    p = row.get("provenance") or {}
+    return f"{p.get('device_name')} ({p.get('device')}, {p.get('num_threads')} threads)"
+
+
+def provenance_caption(rows: list[dict]) -> str:
+    p = rows[0].get("provenance") or {}
+    shas = sorted({str((r.get("provenance") or {}).get("git_sha") or "unknown")[:12]
+                   + (" (dirty)" if (r.get("provenance") or {}).get("git_dirty") else "") for r in rows})
+    memory = rows[0].get("memory") or {}
+    return (f"Measured on {hardware(rows[0])}, torch {p.get('torch')}, torch-fidelity "
+            f"{p.get('torch_fidelity')}, git {', '.join(shas)}. Time is the median over timed "
+            f"batches (warm-up excluded) divided by the batch size; memory is {memory.get('kind')} "
+            f"over {memory.get('region', 'sampling')}.")
+
+
+PROVENANCE_FIELDS = ("git_sha", "git_dirty", "device", "device_name", "num_threads", "python",
+                     "torch", "torch_fidelity", "cuda", "tf32_matmul", "tf32_cudnn",
+                     "cudnn_benchmark", "cudnn_deterministic")
+
+
+def provenance_items(rows: list[dict]) -> list[tuple[str, str]]:
+    """Each provenance field with every distinct value the rows hold (a merged results file may
+    hold several), then each fingerprint with its protocol."""
+    items = []
+    for field in PROVENANCE_FIELDS:
+        values = sorted({str((r.get("provenance") or {}).get(field)) for r in rows})
+        items.append((field, ", ".join(values)))
+    seen = {}
+    for row in rows:
+        seen.setdefault(str(row.get("protocol_fingerprint")), protocol_caption(row))
+    return items + [(f"protocol {k}", v) for k, v in seen.items()]
+
+
+def notes(rows: list[dict], boards: list[Board], suite: str) -> list[str]:
+    """What a reader should know before the tables: nothing stored, nothing succeeded, nothing
+    to rank against, metrics that only some rows have."""
+    if not rows:
+        return [f"No results stored yet: run `diffbench run {suite}`."]
+    succeeded = [r for r in rows if r.get("status") == "ok"]
+    found = []
+    if not succeeded:
+        found.append("Every stored row failed: nothing is ranked; the status column says why.")
+    elif len(succeeded) == 1:
+        found.append("One successful row: nothing to rank it against.")
+    for board in boards:
+        ranked = [r for r in board.rows if r.get("status") == "ok"]
+        for name in present_metrics(ranked):
+            have = sum(name in (r.get("metrics") or {}) for r in ranked)
+            if have < len(ranked):
+                found.append(f"{board.title}: metric {name} is in {have} of {len(ranked)} rows; "
+                             "the others show n/a.")
+    return found

@@ -1,0 +1,125 @@
+"""index.html: one self-contained page (images embedded as data URIs, no external script, style
+or font), so it opens from disk with no network. Every user string goes through html.escape.
+Clicking a column header sorts the table by it (numerically where the cells carry a value).
+"""
+import base64
+import html
+from pathlib import Path
+
+from bench.report.board import Board, Cell, hparams_text, pivot, status_text
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 13px; margin-bottom: 1em; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
+th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }
+th:hover { background: #e4e4f4; }
+td.text, th.text { text-align: left; }
+td.text { white-space: normal; min-width: 8em; max-width: 22em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.caption, .note { color: #555; font-size: 13px; max-width: 70em; }
+img { max-width: 100%; }
+figure { margin: 1em 0; }
+figure.grid { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
+"""
+# Sorting: numbers by their data-v value, text by content; empty values sort last either way.
+SCRIPT = """
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  table.querySelectorAll("th").forEach(function (th, index) {
+    th.addEventListener("click", function () {
+      var ascending = th.getAttribute("data-order") !== "asc";
+      table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("data-order"); });
+      th.setAttribute("data-order", ascending ? "asc" : "desc");
+      var body = table.tBodies[0];
+      var rows = Array.prototype.slice.call(body.rows);
+      rows.sort(function (a, b) {
+        var x = a.cells[index].getAttribute("data-v"), y = b.cells[index].getAttribute("data-v");
+        if (x === null || y === null) {
+          x = a.cells[index].textContent; y = b.cells[index].textContent;
+          return ascending ? x.localeCompare(y) : y.localeCompare(x);
+        }
+        if (x === "") return 1;
+        if (y === "") return -1;
+        return ascending ? Number(x) - Number(y) : Number(y) - Number(x);
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+});
+"""
+
+
+def esc(text) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def cell_html(cell: Cell) -> str:
+    text = esc(cell.text)
+    text = {1: f"<b>{text}</b>", 2: f"<u>{text}</u>"}.get(cell.place, text)
+    if cell.spread is not None:
+        text += f" ± {esc(cell.spread)}"
+    value = "" if cell.value is None else repr(cell.value)
+    return f'<td data-v="{value}">{text}</td>'
+
+
+def header(column) -> str:
+    arrow = {True: " ↑", False: " ↓"}.get(column.higher_is_better, "") if not column.rank_of else ""
+    return f"<th>{esc(column.header)}{arrow}</th>"
+
+
+def table(board: Board) -> str:
+    heads = ['<th class="text">method</th>', '<th class="text">hyper-parameters</th>', "<th>steps</th>"]
+    heads += [header(c) for c in board.columns] + ['<th class="text">status</th>']
+    body = []
+    for row, cells in zip(board.rows, board.cells):
+        steps = row.get("steps")
+        texts = [f'<td class="text">{esc(row.get("label") or row.get("method"))}</td>',
+                 f'<td class="text">{esc(hparams_text(row))}</td>',
+                 f'<td data-v="{steps if isinstance(steps, (int, float)) else ""}">{esc(steps)}</td>']
+        texts += [cell_html(c) for c in cells] + [f'<td class="text">{esc(status_text(row))}</td>']
+        body.append("<tr>" + "".join(texts) + "</tr>")
+    return (f'<div class="scroll"><table class="sortable"><thead><tr>{"".join(heads)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def pivot_html(board: Board, metric: str = "fid") -> str:
+    labels, nfes, values = pivot(board.group, metric)
+    if len(nfes) < 2:
+        return ""
+    heads = '<th class="text">method</th>' + "".join(f"<th>NFE {n}</th>" for n in nfes)
+    body = []
+    for label in labels:
+        cells = []
+        for nfe in nfes:
+            value, place = values.get((label, nfe), (None, None))
+            cells.append("<td></td>" if value is None else cell_html(Cell(f"{value:.2f}", value, None, place)))
+        body.append(f'<tr><td class="text">{esc(label)}</td>{"".join(cells)}</tr>')
+    return (f"<h3>FID at NFE = k</h3><table class=\"sortable\"><thead><tr>{heads}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def figure(path: Path, caption: str, css: str = "") -> str:
+    return (f'<figure class="{css}"><img src="{data_uri(path)}" alt="{esc(caption)}">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def section(title: str, content: str) -> str:
+    return f"<section><h2>{esc(title)}</h2>{content}</section>"
+
+
+def page(title: str, sections: list[str]) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
+            f"<h1>{esc(title)}</h1>{''.join(sections)}<script>{SCRIPT}</script></body></html>\n")
+
+
+def paragraphs(texts: list[str], css: str = "note") -> str:
+    return "".join(f'<p class="{css}">{esc(t)}</p>' for t in texts)
+
+
+def definition_list(items: list[tuple[str, str]]) -> str:
+    return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items) + "</dl>"

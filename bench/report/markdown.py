@@ -1,0 +1,46 @@
+"""leaderboard.md: GitHub-flavoured Markdown. User strings are HTML-escaped (Markdown viewers
+render inline HTML) and their pipes escaped (they would split a table cell)."""
+import html
+
+from bench.report.board import Board, Cell, hparams_text, pivot, status_text
+
+
+def escape(text) -> str:
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("*", "\\*")
+
+
+def cell_text(cell: Cell) -> str:
+    text = escape(cell.text)
+    text = {1: f"**{text}**", 2: f"<u>{text}</u>"}.get(cell.place, text)
+    return text if cell.spread is None else f"{text} ± {escape(cell.spread)}"
+
+
+def header(column) -> str:
+    arrow = {True: " ↑", False: " ↓"}.get(column.higher_is_better, "") if not column.rank_of else ""
+    return escape(column.header) + arrow
+
+
+def table(board: Board) -> list[str]:
+    headers = ["method", "hyper-parameters", "steps"] + [header(c) for c in board.columns] + ["status"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row, cells in zip(board.rows, board.cells):
+        texts = [escape(row.get("label") or row.get("method")), escape(hparams_text(row)),
+                 escape(row.get("steps"))] + [cell_text(c) for c in cells] + [escape(status_text(row))]
+        lines.append("| " + " | ".join(texts) + " |")
+    return lines
+
+
+def pivot_table(board: Board, metric: str = "fid") -> list[str]:
+    labels, nfes, values = pivot(board.group, metric)
+    if len(nfes) < 2:
+        return []
+    lines = ["FID at NFE = k (best per column bold, second underlined):", "",
+             "| method | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+             "|" + "---|" * (len(nfes) + 1)]
+    for label in labels:
+        texts = []
+        for nfe in nfes:
+            value, place = values.get((label, nfe), (None, None))
+            texts.append("" if value is None else cell_text(Cell(f"{value:.2f}", value, None, place)))
+        lines.append(f"| {escape(label)} | " + " | ".join(texts) + " |")
+    return lines + [""]

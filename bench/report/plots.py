@@ -1,0 +1,181 @@
+"""Figures from stored rows, each written as PNG and PDF with no timestamp in either (a report
+re-rendered from the same rows is byte-identical).
+
+FID vs NFE and FID vs time per image (Pareto front marked) for generation; PSNR and SSIM vs FID
+for super-resolution, a swept hyper-parameter (headstart's `sigma_start`) tracing the trade-off;
+the profiler's breakdown as stacked bars; the sample grids side by side.
+"""
+import textwrap
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from bench.report.board import hparams_text, metric_value, ms_per_image, ok, row_order  # noqa: E402
+
+MARKERS = "osD^v<>"
+SWEPT = ("sigma_start", "cfg_scale")   # hyper-parameters a suite sweeps to trace a trade-off
+PDF_METADATA = {"CreationDate": None, "Producer": None}
+
+
+def save(fig, stem: Path) -> list[str]:
+    """`stem`.png and `stem`.pdf; returns the two file names."""
+    fig.savefig(stem.with_suffix(".png"))
+    fig.savefig(stem.with_suffix(".pdf"), metadata=PDF_METADATA)
+    plt.close(fig)
+    return [stem.with_suffix(".png").name, stem.with_suffix(".pdf").name]
+
+
+def line_style(number: int) -> dict:
+    """Ten colours, then the next marker and dash, so that no two series look alike."""
+    cycle = number // 10
+    return {"color": f"C{number % 10}", "marker": MARKERS[cycle % len(MARKERS)],
+            "linestyle": ("-", "--", ":")[cycle % 3]}
+
+
+def series_name(row: dict) -> str:
+    label = str(row.get("label") or row.get("method"))
+    return f"{label} ({hparams_text(row)})" if row.get("hparams") and label == row.get("method") else label
+
+
+def _finish(fig, ax, series: bool, xlabel_values, xlabel: str, ylabel: str) -> None:
+    if xlabel_values is not None:
+        _x_axis(ax, xlabel_values, xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.text(0.5, 0.5, "no successful rows with these metrics", ha="center", va="center",
+                transform=ax.transAxes)
+    fig.tight_layout()
+
+
+def _x_axis(ax, values, label: str) -> None:
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) >= 10:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        label += " (log scale)"
+    ax.set_xlabel(label)
+
+
+def fid_vs_nfe(rows: list[dict], stem: Path) -> list[str]:
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        fid = metric_value(row, "fid")
+        if ok(row) and fid is not None and row.get("nfe"):   # NFE 0 has no log position
+            series.setdefault(series_name(row), []).append((row["nfe"], fid))
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    for number, (name, points) in enumerate(sorted(series.items())):
+        points.sort()
+        ax.plot(*zip(*points), label=name, **line_style(number))
+    _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s], "NFE", "FID ↓")
+    ax.set_title("FID against the number of denoiser evaluations")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates (lower is better on both), by x."""
+    front, best_y = [], float("inf")
+    for x, y in sorted(points):
+        if y < best_y:
+            front.append((x, y))
+            best_y = y
+    return front
+
+
+def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        fid, ms = metric_value(row, "fid"), ms_per_image(row)
+        if ok(row) and fid is not None and ms:
+            series.setdefault(series_name(row), []).append((ms, fid))
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    for number, (name, points) in enumerate(sorted(series.items())):
+        style = line_style(number)
+        ax.scatter(*zip(*points), label=name, color=style["color"], marker=style["marker"], s=22)
+    front = pareto_front([p for s in series.values() for p in s])
+    if front:
+        ax.step(*zip(*front), where="post", color="black", linewidth=1, alpha=0.6,
+                label="Pareto front")
+        ax.scatter(*zip(*front), facecolors="none", edgecolors="black", s=80, linewidths=1)
+    _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s],
+            "time per image (ms)", "FID ↓")
+    ax.set_title("FID against wall-clock (circled: on the Pareto front)")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
+    """PSNR and SSIM against FID; a swept method is one line per step count, its points labelled
+    with the swept value; other methods one line, points labelled with steps."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    for ax, metric, ylabel in zip(axes, ("psnr", "ssim"), ("PSNR (dB) ↑", "SSIM ↑")):
+        series: dict[str, list[tuple[float, float, str]]] = {}
+        for row in rows:
+            fid, value = metric_value(row, "fid"), metric_value(row, metric)
+            if not ok(row) or fid is None or value is None:
+                continue
+            swept = [f"{row['hparams'][k]:g}" for k in SWEPT if k in (row.get("hparams") or {})]
+            name = f"{row['method']} ({row['steps']} steps)" if swept else str(row["method"])
+            label = swept[0] if swept else (f"{row['steps']}" if (row.get("nfe") or 0) > 1 else "")
+            series.setdefault(name, []).append((fid, value, label))
+        for number, (name, points) in enumerate(sorted(series.items())):
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **line_style(number))
+            for fid, value, label in points:
+                ax.annotate(label, (fid, value), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        _finish(fig, ax, bool(series) and metric == "ssim",
+                [p[0] for s in series.values() for p in s], "FID ↓", ylabel)
+    axes[0].set_title("fidelity against realism (labels: sigma_start or steps)", fontsize=9)
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+PROFILE_PARTS = (("denoiser_s", "inside the denoiser"), ("sampler_arithmetic_s", "sampler arithmetic"),
+                 ("other_s", "other (Python, bookkeeping)"))
+
+
+def profile_bars(rows: list[dict], stem: Path) -> list[str]:
+    profiled = [r for r in sorted(rows, key=row_order) if ok(r) and r.get("profile")]
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.35 * max(1, len(profiled))), dpi=120)
+    names = [f"{series_name(r)}, {r['steps']} steps" for r in profiled]
+    left = [0.0] * len(profiled)
+    for number, (key, label) in enumerate(PROFILE_PARTS):
+        widths = [max(0.0, r["profile"].get(key) or 0.0) * 1e3 / (r.get("batch_size") or 1)
+                  for r in profiled]
+        ax.barh(names, widths, left=left, color=f"C{number}", label=label)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.set_xlabel("ms per image in the profiled batch")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    if profiled:
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        ax.text(0.5, 0.5, "no profiled rows (suite key `profile = true`)", ha="center",
+                va="center", transform=ax.transAxes)
+    ax.set_title("Where sampling time goes (torch.profiler)")
+    fig.tight_layout()
+    return save(fig, stem)
+
+
+def sample_panels(grids: list[tuple[str, Path]], stem: Path, per_row: int = 6) -> list[str]:
+    """The cells' sample grids (the same seeds in every cell) side by side, titled by cell."""
+    lines = max(1, -(-len(grids) // per_row))
+    fig, axes = plt.subplots(lines, per_row, figsize=(2.0 * per_row, 2.25 * lines), dpi=120,
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, path) in zip(axes.flat, grids):
+        with Image.open(path) as image:
+            ax.imshow(image.convert("RGB"))
+        ax.set_title(textwrap.fill(title, 34), fontsize=6)
+    fig.tight_layout()
+    return save(fig, stem)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages the report tests use: chromium + chromium-driver (index.html in a real
+# browser) and pdflatex with booktabs (tables.tex compiles). Installs only what is missing; the
+# tests that need them are skipped where they are absent.
+set -euo pipefail
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v pdflatex >/dev/null || missing+=(texlive-latex-base)
+kpsewhich booktabs.sty >/dev/null 2>&1 || missing+=(texlive-latex-recommended)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "diffbench: installing Debian packages ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

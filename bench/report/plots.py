@@ -42,14 +42,13 @@ def series_name(row: dict) -> str:
     return f"{label} ({hparams_text(row)})" if row.get("hparams") and label == row.get("method") else label
 
 
-def _finish(fig, ax, series: bool, xlabel_values, xlabel: str, ylabel: str) -> None:
-    if xlabel_values is not None:
-        _x_axis(ax, xlabel_values, xlabel)
+def _finish(fig, ax, series: bool, x_values, xlabel: str, ylabel: str, legend: bool = True) -> None:
+    _x_axis(ax, x_values, xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
-    if series:
+    if series and legend:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
+    elif not series:
         ax.text(0.5, 0.5, "no successful rows with these metrics", ha="center", va="center",
                 transform=ax.transAxes)
     fig.tight_layout()
@@ -124,7 +123,7 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
             if not ok(row) or fid is None or value is None:
                 continue
             swept = [f"{row['hparams'][k]:g}" for k in SWEPT if k in (row.get("hparams") or {})]
-            name = f"{row['method']} ({row['steps']} steps)" if swept else str(row["method"])
+            name = f"{row['method']} ({row['steps']} step{'s' if row['steps'] != 1 else ''})" if swept else str(row["method"])
             label = swept[0] if swept else (f"{row['steps']}" if (row.get("nfe") or 0) > 1 else "")
             series.setdefault(name, []).append((fid, value, label))
         for number, (name, points) in enumerate(sorted(series.items())):
@@ -132,8 +131,8 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
             ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **line_style(number))
             for fid, value, label in points:
                 ax.annotate(label, (fid, value), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        _finish(fig, ax, bool(series) and metric == "ssim",
-                [p[0] for s in series.values() for p in s], "FID ↓", ylabel)
+        _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s], "FID ↓", ylabel,
+                legend=metric == "ssim")
     axes[0].set_title("fidelity against realism (labels: sigma_start or steps)", fontsize=9)
     fig.tight_layout()
     return save(fig, stem)

@@ -152,6 +152,13 @@ def hparams_text(row: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted((row.get("hparams") or {}).items())) or "-"
 
 
+def line_name(row: dict) -> str:
+    """A method with its hyper-parameters: one line of a plot or of the pivot. A label already
+    names the hyper-parameters a suite swept, so it stands alone."""
+    label = str(row.get("label") or row.get("method"))
+    return f"{label} ({hparams_text(row)})" if row.get("hparams") and label == row.get("method") else label
+
+
 def row_order(row: dict) -> tuple:
     """By method, then hyper-parameter values (numerically where numbers), then steps."""
     hparams = tuple((k, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
@@ -191,24 +198,21 @@ def group_rows(rows: list[dict]) -> list[Group]:
                   else len(task_order))
 
 
-def pivot(group: Group, metric: str = "fid") -> tuple[list[str], list[int], dict]:
-    """`metric` at each NFE, one line per method and hyper-parameters (EDM / DDIM papers' table):
-    (line labels, NFE columns, {(label, nfe): (value, place)}). Best per NFE column is place 1."""
+def pivot(group: Group, metric: str = "fid") -> tuple[list[str], list[int], list[list[Cell | None]]]:
+    """`metric` at each NFE, one line per method and hyper-parameters (the EDM and DDIM papers'
+    table): line names, NFE columns, and a grid of cells (None where a method has no such NFE);
+    best per NFE column is place 1, second place 2."""
     values: dict[tuple[str, int], float] = {}
     for row in sorted(group.rows, key=row_order):
         value = metric_value(row, metric) if ok(row) else None
         if value is not None and row.get("nfe") is not None:
-            label = row.get("label") or row.get("method")
-            name = f"{label} ({hparams_text(row)})" if row.get("hparams") and label == row.get("method") \
-                else str(label)
-            values[(name, int(row["nfe"]))] = value
-    labels = list(dict.fromkeys(k[0] for k in values))
+            values[(line_name(row), int(row["nfe"]))] = value
+    names = list(dict.fromkeys(k[0] for k in values))
     nfes = sorted({k[1] for k in values})
     higher = bool(((group.rows[0].get("metrics") or {}).get(metric) or {}).get("higher_is_better"))
-    table = {}
+    columns = []
     for nfe in nfes:
-        column = [values.get((label, nfe)) for label in labels]
-        for label, value, place in zip(labels, column, places(column, higher)):
-            if value is not None:
-                table[(label, nfe)] = (value, place)
-    return labels, nfes, table
+        column = [values.get((name, nfe)) for name in names]
+        columns.append([None if v is None else Cell(f"{v:.2f}", v, None, place)
+                        for v, place in zip(column, places(column, higher))])
+    return names, nfes, [list(line) for line in zip(*columns)]

@@ -83,17 +83,14 @@ def table(board: Board) -> str:
 
 
 def pivot_html(board: Board, metric: str = "fid") -> str:
-    labels, nfes, values = pivot(board.group, metric)
+    names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return ""
     heads = '<th class="text">method</th>' + "".join(f"<th>NFE {n}</th>" for n in nfes)
     body = []
-    for label in labels:
-        cells = []
-        for nfe in nfes:
-            value, place = values.get((label, nfe), (None, None))
-            cells.append("<td></td>" if value is None else cell_html(Cell(f"{value:.2f}", value, None, place)))
-        body.append(f'<tr><td class="text">{esc(label)}</td>{"".join(cells)}</tr>')
+    for name, cells in zip(names, grid):
+        texts = "".join('<td data-v=""></td>' if cell is None else cell_html(cell) for cell in cells)
+        body.append(f'<tr><td class="text">{esc(name)}</td>{texts}</tr>')
     return (f"<h3>FID at NFE = k</h3><table class=\"sortable\"><thead><tr>{heads}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>")
 

@@ -61,19 +61,16 @@ def table(board: Board, hardware: str) -> list[str]:
 
 
 def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
-    labels, nfes, values = pivot(board.group, metric)
+    names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return []
     lines = [r"\begin{table}[ht]", r"\centering",
              rf"\caption{{FID at NFE $=k$. {caption(board, hardware)}}}",
              r"\resizebox{\textwidth}{!}{%", r"\begin{tabular}{l" + "r" * len(nfes) + "}",
              r"\toprule", "Method & " + " & ".join(f"NFE {n}" for n in nfes) + r" \\", r"\midrule"]
-    for label in labels:
-        texts = []
-        for nfe in nfes:
-            value, place = values.get((label, nfe), (None, None))
-            texts.append("--" if value is None else cell_text(Cell(f"{value:.2f}", value, None, place)))
-        lines.append(escape(label) + " & " + " & ".join(texts) + r" \\")
+    for name, cells in zip(names, grid):
+        texts = ["--" if cell is None else cell_text(cell) for cell in cells]
+        lines.append(escape(name) + " & " + " & ".join(texts) + r" \\")
     return lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
 
 

@@ -31,16 +31,13 @@ def table(board: Board) -> list[str]:
 
 
 def pivot_table(board: Board, metric: str = "fid") -> list[str]:
-    labels, nfes, values = pivot(board.group, metric)
+    names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return []
     lines = ["FID at NFE = k (best per column bold, second underlined):", "",
              "| method | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|" + "---|" * (len(nfes) + 1)]
-    for label in labels:
-        texts = []
-        for nfe in nfes:
-            value, place = values.get((label, nfe), (None, None))
-            texts.append("" if value is None else cell_text(Cell(f"{value:.2f}", value, None, place)))
-        lines.append(f"| {escape(label)} | " + " | ".join(texts) + " |")
+    for name, cells in zip(names, grid):
+        texts = ["" if cell is None else cell_text(cell) for cell in cells]
+        lines.append(f"| {escape(name)} | " + " | ".join(texts) + " |")
     return lines + [""]

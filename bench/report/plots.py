@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.report.board import hparams_text, metric_value, ms_per_image, ok, row_order  # noqa: E402
+from bench.report.board import line_name, metric_value, ms_per_image, ok, row_order  # noqa: E402
 
 MARKERS = "osD^v<>"
 SWEPT = ("sigma_start", "cfg_scale")   # hyper-parameters a suite sweeps to trace a trade-off
@@ -35,11 +35,6 @@ def line_style(number: int) -> dict:
     cycle = number // 10
     return {"color": f"C{number % 10}", "marker": MARKERS[cycle % len(MARKERS)],
             "linestyle": ("-", "--", ":")[cycle % 3]}
-
-
-def series_name(row: dict) -> str:
-    label = str(row.get("label") or row.get("method"))
-    return f"{label} ({hparams_text(row)})" if row.get("hparams") and label == row.get("method") else label
 
 
 def _finish(fig, ax, series: bool, x_values, xlabel: str, ylabel: str, legend: bool = True) -> None:
@@ -69,7 +64,7 @@ def fid_vs_nfe(rows: list[dict], stem: Path) -> list[str]:
     for row in rows:
         fid = metric_value(row, "fid")
         if ok(row) and fid is not None and row.get("nfe"):   # NFE 0 has no log position
-            series.setdefault(series_name(row), []).append((row["nfe"], fid))
+            series.setdefault(line_name(row), []).append((row["nfe"], fid))
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
     for number, (name, points) in enumerate(sorted(series.items())):
         points.sort()
@@ -95,7 +90,7 @@ def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
     for row in rows:
         fid, ms = metric_value(row, "fid"), ms_per_image(row)
         if ok(row) and fid is not None and ms:
-            series.setdefault(series_name(row), []).append((ms, fid))
+            series.setdefault(line_name(row), []).append((ms, fid))
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
     for number, (name, points) in enumerate(sorted(series.items())):
         style = line_style(number)
@@ -145,7 +140,7 @@ PROFILE_PARTS = (("denoiser_s", "inside the denoiser"), ("sampler_arithmetic_s",
 def profile_bars(rows: list[dict], stem: Path) -> list[str]:
     profiled = [r for r in sorted(rows, key=row_order) if ok(r) and r.get("profile")]
     fig, ax = plt.subplots(figsize=(9, 0.9 + 0.35 * max(1, len(profiled))), dpi=120)
-    names = [f"{series_name(r)}, {r['steps']} steps" for r in profiled]
+    names = [f"{line_name(r)}, {r['steps']} steps" for r in profiled]
     left = [0.0] * len(profiled)
     for number, (key, label) in enumerate(PROFILE_PARTS):
         widths = [max(0.0, r["profile"].get(key) or 0.0) * 1e3 / (r.get("batch_size") or 1)

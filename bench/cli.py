@@ -16,6 +16,7 @@ EPILOG = """examples:
   diffbench report quick              re-render reports/quick/ from stored rows
   diffbench report quick --against results/published/quick   changes against a baseline
   diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
+  diffbench compare base.json now.json   speed regression check (exit 1 on a regression)
 """
 
 
@@ -32,9 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", help="a suite name from suites/ or a path to a .toml file")
     _add_dirs(run)
     run.add_argument("--no-report", action="store_true", help="skip rendering the report")
+    run.add_argument("--shard", metavar="I/N", type=parse_shard,
+                     help="run only shard I of N (0-based: every N-th cell from the I-th) into "
+                          "results/<suite>/rows.shard-I-of-N.jsonl; combine with `diffbench merge`")
     run.add_argument("--inception-weights", metavar="PATH",
                      help="torch-fidelity Inception weights file (.pth or .safetensors) for "
                           "feature_extractor = \"inception\"; overrides the suite's")
+
+    merge = commands.add_parser("merge", help="append a suite's shard files to its rows.jsonl",
+                                epilog="example: diffbench merge mnist && diffbench report mnist")
+    merge.add_argument("suite", help="suite name (its shard files are read from the results dir)")
+    merge.add_argument("--results-dir", type=Path, default=Path("results"),
+                       help="where results/<suite>/ lives (default: ./results)")
 
     ls = commands.add_parser("ls", help="list registered things",
                              epilog="example: diffbench ls methods")
@@ -48,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "file or a suite name under --results-dir")
     _add_dirs(report)
 
+    compare = commands.add_parser(
+        "compare", help="speed regression check between two timing sets (exit 1 on a regression)",
+        epilog="example: pytest tests/benchmarks --benchmark-enable --benchmark-json=now.json "
+               "--benchmark-save-data && diffbench compare baseline.json now.json")
+    compare.add_argument("baseline", help="pytest-benchmark JSON (with --benchmark-save-data), "
+                                          "a rows.jsonl or a results directory")
+    compare.add_argument("current", help="the same kind of file, measured now")
+    compare.add_argument("--min-effect", type=float, default=0.05,
+                         help="smallest slowdown called a regression, as a fraction (default 0.05)")
+    compare.add_argument("--alpha", type=float, default=0.01,
+                         help="significance level of the Mann-Whitney U test (default 0.01)")
+    compare.add_argument("--allow-different-machines", action="store_true",
+                         help="compare timings taken on different machines")
+
     train = commands.add_parser("train", help="train (or resume) a model recipe into the cache",
                                 epilog="example: diffbench train eps --dataset mnist5k")
     train.add_argument("recipe", help="a model recipe name (see `diffbench ls recipes`)")
@@ -55,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--scale", type=int, default=4,
                        help="super-resolution factor for a superres recipe (default: 4)")
     return parser
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 0/4)") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= I < N (shards are numbered from 0)")
+    return index, count
 
 
 def _add_dirs(parser):
@@ -65,14 +100,25 @@ def _add_dirs(parser):
 
 
 def cmd_run(args) -> int:
+    from bench import distributed
     from bench.config import load_suite
     from bench.report import render_report
     from bench.runner import run_suite
-    config = load_suite(args.suite, inception_weights=args.inception_weights)
-    outcome = run_suite(config, args.results_dir)
+    distributed.init_from_environment()
+    main_process = distributed.is_main()
+    try:
+        config = load_suite(args.suite, inception_weights=args.inception_weights)
+        outcome = run_suite(config, args.results_dir, shard=args.shard)
+    finally:
+        distributed.shutdown()
+    if not main_process:
+        return 0   # rank 0 wrote the rows and reports them
     print(f"rows: {outcome.rows_written} written, {outcome.cells_skipped} already stored; "
           f"results in {outcome.results_path}")
-    if not args.no_report:
+    if args.shard:
+        print(f"shard {args.shard[0]}/{args.shard[1]} done; when every shard is: "
+              f"diffbench merge {config.name}")
+    elif not args.no_report:
         out = render_report(config.name, args.results_dir, args.reports_dir)
         print(f"report: {out / 'index.html'} (also leaderboard.md, tables.tex, figures)")
     if outcome.failed:
@@ -123,7 +169,27 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train}
+def cmd_merge(args) -> int:
+    from bench.merge import merge_shards
+    outcome = merge_shards(args.results_dir, args.suite)
+    print(f"merged {outcome.shards} shard file(s): {outcome.appended} row(s) appended, "
+          f"{outcome.already_merged} already there; results in {outcome.rows_path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from bench.speed import compare_speed, format_verdicts, load_timings
+    verdicts = compare_speed(load_timings(args.baseline), load_timings(args.current),
+                             args.min_effect, args.alpha, args.allow_different_machines)
+    print("\n".join(format_verdicts(verdicts)))
+    regressions = [v for v in verdicts if v.verdict == "regression"]
+    print(f"{len(regressions)} regression(s) in {len(verdicts)} benchmark(s) (slower by more than "
+          f"{args.min_effect:.0%} and Mann-Whitney p < {args.alpha:g})")
+    return 1 if regressions else 0
+
+
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train,
+            "compare": cmd_compare, "merge": cmd_merge}
 
 
 def main(argv=None) -> int:

@@ -102,7 +102,13 @@ def hub_weights_path() -> Path:
 
 
 def load_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or a torch file, never unpickling arbitrary objects."""
+    """A state dict from .safetensors or a torch file, never unpickling arbitrary objects (unless
+    the user overrides torch's weights-only loading, which is warned about)."""
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").lower() not in ("", "0", "false") \
+            and path.suffix != ".safetensors":
+        warnings.warn(f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: torch.load will unpickle any object "
+                      f"in {str(path)!r}, which can run code; unset it unless you trust the file, or "
+                      "give a .safetensors file", UserWarning, stacklevel=2)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

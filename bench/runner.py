@@ -25,10 +25,11 @@ from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, f
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, resolve_recipe
+from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
 from bench.errors import DiffbenchError
 from bench.samples import save_grid
-from bench.scoring import CellScorer, Reference
-from bench.store import ResultStore, canonical_json, finite_only, finite_or_none
+from bench.scoring import BatchScores, CellScorer, Reference
+from bench.store import ROWS_FILE, ResultStore, canonical_json, finite_only, finite_or_none, shard_file
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 from methods import METHODS, PerSampleRNG
 
@@ -87,20 +88,23 @@ def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedMo
     return models
 
 
-def prepare(config: SuiteConfig, results_root: Path) -> SuiteContext:
-    store = ResultStore(results_root, config.name)
-    store.ensure_writable()
+def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE) -> SuiteContext:
+    store = ResultStore(results_root, config.name, rows_file)
+    if is_main():
+        store.ensure_writable()
     device = resolve_device(config.device)
     if device.type == "cuda":   # autotuned per shape in the warm-up batch; the flag is in provenance
         torch.backends.cudnn.benchmark = True
-    extractor = load_extractor(config.feature_extractor, config.dataset,
-                               config.inception_weights or None)
-    check_metrics_available(config.metrics, extractor, config.path)
-    references, protocols = {}, {}
-    for task in sorted({METHODS.get(c.method).task for c in config.cells}):
-        references[task], protocols[task] = task_protocol(config, extractor, task)
-    models = load_models(config, device)
-    store.write_config(resolved_config(config, models))
+    with main_first():   # rank 0 trains and computes statistics into the caches; the others load them
+        extractor = load_extractor(config.feature_extractor, config.dataset,
+                                   config.inception_weights or None)
+        check_metrics_available(config.metrics, extractor, config.path)
+        references, protocols = {}, {}
+        for task in sorted({METHODS.get(c.method).task for c in config.cells}):
+            references[task], protocols[task] = task_protocol(config, extractor, task)
+        models = load_models(config, device)
+    if is_main():
+        store.write_config(resolved_config(config, models))
     return SuiteContext(config, store, device, extractor, references, protocols, models,
                         provenance(device))
 
@@ -157,23 +161,38 @@ def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
 
 
-def run_suite(config: SuiteConfig, results_root: Path) -> RunOutcome:
-    ctx = prepare(config, results_root)
-    done = ctx.store.completed_keys()
-    keys = [cell_key(ctx, cell) for cell in config.cells]
+def shard_cells(cells: list, shard: tuple[int, int] | None) -> list[tuple[int, CellSpec]]:
+    """(number, cell) of the cells shard (i, n) runs: every n-th cell from the i-th, so shards
+    are disjoint, together cover the suite, and share its slow and fast cells alike."""
+    index, count = shard or (0, 1)
+    return [(number, cell) for number, cell in enumerate(cells, 1) if (number - 1) % count == index]
+
+
+def run_suite(config: SuiteConfig, results_root: Path,
+              shard: tuple[int, int] | None = None) -> RunOutcome:
+    """Runs the suite's cells (with `shard` = (i, n), only shard i's, into its own rows file)."""
+    ctx = prepare(config, results_root, shard_file(*shard) if shard else ROWS_FILE)
+    merged = ResultStore(results_root, config.name)
+    done = broadcast_from_main(ctx.store.completed_keys() | (merged.completed_keys() if shard else set())
+                               if is_main() else None)
+    cells = shard_cells(config.cells, shard)
+    keys = [cell_key(ctx, cell) for _, cell in cells]
     written = skipped = 0
-    for number, (cell, key) in enumerate(zip(config.cells, keys), 1):
+    for (number, cell), key in zip(cells, keys):
         if key in done:
             skipped += 1
             log.info("[%d/%d] %s steps=%d: already stored, skipped", number, len(config.cells),
                      cell.label, cell.steps)
             continue
-        row = ctx.store.append(run_cell(ctx, cell, key))
+        row = run_cell(ctx, cell, key)
+        if not is_main():
+            continue   # rank 0 holds the gathered scores and writes the row
+        row = ctx.store.append(row)
         written += 1
         log.info("[%d/%d] %s steps=%d: %s", number, len(config.cells), cell.label, cell.steps,
                  summarise(row))
-    # The exit status reflects every cell of this suite as stored, including skipped ones.
-    rows, _ = ctx.store.read()
+    # The exit status reflects every cell this run owns as stored, including skipped ones.
+    rows = ctx.store.read()[0] + (merged.read()[0] if shard else [])
     latest = {r["cell_key"]: r for r in rows if r["cell_key"] in set(keys)}
     failed = sum(r["status"] != "ok" for r in latest.values())
     return RunOutcome(written, skipped, failed, ctx.store.rows_path)
@@ -199,6 +218,8 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
         row.update(sample_and_score(ctx, cell, method, hparams, model, key))
     except NonFiniteSamples as err:
         row.update(status="nonfinite", message=str(err))
+    except BatchFailed as err:
+        row.update(status="error", message=str(err))
     except Exception as err:  # a failing method must not stop the suite
         log.debug("cell %s failed:\n%s", key, traceback.format_exc())
         row.update(status="error", message=f"{type(err).__name__}: {err}".splitlines()[0][:500])
@@ -311,49 +332,111 @@ def scorer_for(ctx, method) -> CellScorer:
                       ctx.config.superres_scale if method.task == "superres" else None)
 
 
-def score_batch(ctx, scorer: CellScorer, method, model, pixels, indices) -> None:
+def measure_batch(ctx, scorer: CellScorer, method, model, pixels, indices) -> BatchScores:
     labels = class_labels(model, indices)
     if method.task == "superres":
-        scorer.add(pixels, labels, *superres_inputs(ctx, indices))
-    else:
-        scorer.add(pixels, labels)
+        return scorer.measure(pixels, labels, *superres_inputs(ctx, indices))
+    return scorer.measure(pixels, labels)
+
+
+class BatchFailed(Exception):
+    """A batch raised (on this or another process); the message is the original error's."""
+
+
+@dataclasses.dataclass
+class BatchOutcome:
+    """One batch as the process that ran it measured it."""
+    number: int
+    scores: BatchScores | None = None
+    grid: torch.Tensor | None = None    # its first samples, while the cell's grid is not full
+    seconds: float = 0.0
+    images: int = 0
+    timed: bool = False
+    nfe: float | None = None
+    in_situ: float | None = None
+    error: str | None = None
+    nonfinite: bool = False
+
+
+def run_batch(ctx, cell, method, hparams, model, scorer, number: int, local_number: int):
+    """Batch `number` (sample indices number x batch_size on): its outcome, and the counted
+    denoiser when it ran. Full batches after this process's warm-up ones are timed: one shape,
+    compiled and autotuned before."""
+    config = ctx.config
+    start = number * config.batch_size
+    indices = range(start, min(start + config.batch_size, config.n_samples))
+    timed = local_number >= config.warmup_batches and len(indices) == config.batch_size
+    try:
+        x, seconds, counter = generate(ctx, method, hparams, model, cell.steps, indices, timed=timed)
+        pixels = to_uint8(x).cpu()
+        scores = measure_batch(ctx, scorer, method, model, pixels, indices).cpu()
+    except NonFiniteSamples as err:
+        return BatchOutcome(number, error=str(err), nonfinite=True), None
+    except Exception as err:  # reported in the row; the suite goes on
+        log.debug("batch %d failed:\n%s", number, traceback.format_exc())
+        return BatchOutcome(number, error=f"{type(err).__name__}: {err}".splitlines()[0][:500]), None
+    return BatchOutcome(number, scores, pixels[:max(0, config.grid_size - start)], seconds,
+                        len(indices), timed, counter.nfe(len(indices)),
+                        seconds / counter.seconds_inside if counter.seconds_inside else None), counter
 
 
 def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     """Samples the cell batch by batch, scoring each batch as it comes (memory does not grow
-    with n_samples); peak memory covers both, timing only the sampler."""
+    with n_samples); peak memory covers both, timing only the sampler. Under torchrun the
+    batches are dealt round-robin to the processes and rank 0 accumulates them in order (see
+    bench.distributed); elsewhere this is one process taking every batch."""
     config = ctx.config
-    scorer, grid, per_image, in_situ, nfe_seen = scorer_for(ctx, method), [], [], [], set()
+    batches = -(-config.n_samples // config.batch_size)
+    scorer, records, failure, own_timed_counter = scorer_for(ctx, method), [], None, None
     with PeakMemory(ctx.device) as memory:
-        for number, start in enumerate(range(0, config.n_samples, config.batch_size)):
-            indices = range(start, min(start + config.batch_size, config.n_samples))
-            # full batches after the warm-up are timed: one shape, compiled and autotuned before
-            timed = number >= config.warmup_batches and len(indices) == config.batch_size
-            x, seconds, counter = generate(ctx, method, hparams, model, cell.steps, indices, timed=timed)
-            nfe_seen.add(counter.nfe(len(indices)))
-            if timed:
-                per_image.append(seconds / len(indices))
-                full_batch_counter = counter
-                in_situ.append(seconds / counter.seconds_inside if counter.seconds_inside else None)
-            pixels = to_uint8(x).cpu()
-            score_batch(ctx, scorer, method, model, pixels, indices)
-            grid.append(pixels[:max(0, config.grid_size - start)])
-        scores = scorer.finish()
+        for local_number, first in enumerate(range(0, batches, world_size())):
+            outcome = counter = None
+            if first + rank() < batches:
+                outcome, counter = run_batch(ctx, cell, method, hparams, model, scorer,
+                                             first + rank(), local_number)
+                own_timed_counter = counter if outcome.timed and counter else own_timed_counter
+            for done in sorted(filter(None, gather_on_main(outcome) or []), key=lambda o: o.number):
+                failure = failure or (done if done.error else None)
+                if failure is None:
+                    scorer.accumulate(done.scores)
+                    records.append(dataclasses.replace(done, scores=None))
+            failure = broadcast_from_main(failure)
+            if failure:
+                break
+        scores = scorer.finish() if is_main() and failure is None else None
+    peak = gather_on_main(memory.peak_bytes)
+    if failure:
+        raise (NonFiniteSamples if failure.nonfinite else BatchFailed)(failure.error)
+    return cell_measurements(ctx, cell, method, hparams, model, key, records, scores,
+                             own_timed_counter, memory, peak) if is_main() else {}
+
+
+def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, own_timed_counter,
+                      memory, peaks) -> dict:
+    """The row's measured fields, from every batch's record (rank 0)."""
+    config = ctx.config
+    nfe_seen = {r.nfe for r in records}
     if len(nfe_seen) != 1:
         raise RuntimeError(f"network evaluations per sample differ between batches: {sorted(nfe_seen)}")
     nfe = nfe_seen.pop()
     nfe = int(nfe) if float(nfe).is_integer() else nfe
-    timing = TimingSummary.of(per_image)
-    grid = save_grid(torch.cat(grid), ctx.store.directory / "samples" / f"{key}.png")
+    timing = TimingSummary.of([r.seconds / r.images for r in records if r.timed])
+    if timing is None:
+        raise BatchFailed(f"no timed batch: with {world_size()} process(es), n_samples must cover "
+                          f"warmup_batches + 1 batches per process")
+    grid = save_grid(torch.cat([r.grid for r in records]), ctx.store.directory / "samples" / f"{key}.png")
+    in_situ = [r.in_situ for r in records if r.timed]
     return {
-        "overhead": overhead(model, full_batch_counter, timing.median * config.batch_size,
-                             in_situ, ctx.device),
+        "overhead": own_timed_counter and overhead(model, own_timed_counter,
+                                                   timing.median * config.batch_size, in_situ, ctx.device),
         "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
         "metrics": {name: metric(name, *value) for name, value in scores.items()},
         "time_per_image_s": dataclasses.asdict(timing),
-        "throughput_images_per_s": 1 / timing.median if timing.median > 0 else None,
-        "memory": {"kind": memory.kind, "peak_bytes": memory.peak_bytes,
+        "throughput_images_per_s": world_size() / timing.median if timing.median > 0 else None,
+        "world_size": world_size(),
+        "memory": {"kind": memory.kind, "peak_bytes": max(p for p in peaks if p is not None)
+                   if any(p is not None for p in peaks) else None,
                    "reserved_bytes": memory.reserved_bytes, "region": "sampling and scoring"},
         "flops_per_image": flops_per_image(ctx, method, model, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),

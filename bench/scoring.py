@@ -41,6 +41,21 @@ def prefix_counts(n_samples: int) -> list[int]:
     return sorted({max(2, round(1 / value)) for value in inverse})
 
 
+@dataclasses.dataclass
+class BatchScores:
+    """One batch's contribution to a cell's scores."""
+    features: torch.Tensor
+    logits: torch.Tensor | None = None
+    correct: int = 0
+    labelled: int = 0
+    per_image: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def cpu(self) -> "BatchScores":
+        """On the CPU, so that another process can receive it whatever its device."""
+        return dataclasses.replace(self, features=self.features.cpu(),
+                                   logits=None if self.logits is None else self.logits.cpu())
+
+
 class CellScorer:
     """Feed it every batch of a cell in seed order (`add`), then read `finish()`:
     {metric name: (value, uncertainty or None)}."""
@@ -63,19 +78,37 @@ class CellScorer:
 
     def add(self, pixels_uint8: torch.Tensor, labels: torch.Tensor | None = None,
             highres: torch.Tensor | None = None, lowres: torch.Tensor | None = None) -> None:
+        self.accumulate(self.measure(pixels_uint8, labels, highres, lowres))
+
+    def measure(self, pixels_uint8: torch.Tensor, labels: torch.Tensor | None = None,
+                highres: torch.Tensor | None = None, lowres: torch.Tensor | None = None) -> BatchScores:
+        """What one batch contributes; needs only the extractor, so any process can measure a
+        batch and the process holding the scorer accumulate it."""
         layers = extract(self.extractor, pixels_uint8)
-        features = layers[self.extractor.feature_layer]
-        self._stream(features.double())
-        if self.wants("features"):
-            self.kept_features.append(features.float())
         logits = layers.get(self.extractor.logits_layer)
-        if "isc" in self.metrics:
-            self.kept_logits.append(logits)
+        scores = BatchScores(layers[self.extractor.feature_layer],
+                             logits if "isc" in self.metrics else None)
         if labels is not None and self.extractor.classifies_dataset:
-            self.correct += int((logits.argmax(1) == labels.cpu()).sum())
-            self.labelled += len(labels)
+            scores.correct = int((logits.argmax(1) == labels.cpu()).sum())
+            scores.labelled = len(labels)
         if highres is not None:
-            self._fidelity(pixels_uint8, highres, lowres)
+            target = to_uint8(highres)
+            scores.per_image = {"psnr": psnr_per_image(pixels_uint8, target, self.scale),
+                                "ssim": ssim_per_image(pixels_uint8, target, self.scale),
+                                "lr_mse": lr_mse_per_image(pixels_uint8, lowres, self.scale)}
+        return scores
+
+    def accumulate(self, scores: BatchScores) -> None:
+        """Adds a measured batch; batches must come in seed order."""
+        self._stream(scores.features.double())
+        if self.wants("features"):
+            self.kept_features.append(scores.features.float())
+        if scores.logits is not None:
+            self.kept_logits.append(scores.logits)
+        self.correct += scores.correct
+        self.labelled += scores.labelled
+        for name, values in scores.per_image.items():
+            self.per_image[name].append(values)
 
     def _stream(self, features: torch.Tensor) -> None:
         """Adds features to the running moments, stopping at every block end and prefix count."""
@@ -98,12 +131,6 @@ class CellScorer:
         if count in self.prefix_counts:
             self.prefix_fids.append((count, frechet_distance(self.total.stats(),
                                                              self.reference.stats)))
-
-    def _fidelity(self, pixels_uint8, highres, lowres) -> None:
-        target = to_uint8(highres)
-        self.per_image["psnr"].append(psnr_per_image(pixels_uint8, target, self.scale))
-        self.per_image["ssim"].append(ssim_per_image(pixels_uint8, target, self.scale))
-        self.per_image["lr_mse"].append(lr_mse_per_image(pixels_uint8, lowres, self.scale))
 
     def finish(self) -> dict[str, tuple[float, dict | None]]:
         if self.total is None or self.total.count != self.n_samples:

@@ -4,6 +4,7 @@ A row is appended with a single write() on an O_APPEND descriptor and fsynced be
 cell starts, so a killed run loses at most the row it was writing. A half-written last line is
 sealed off with a newline before the next append and skipped (and named) when reading.
 """
+import errno
 import hashlib
 import json
 import math
@@ -53,12 +54,27 @@ def finite_only(value):
     return value
 
 
-class ResultStore:
-    """results/<suite>/rows.jsonl plus the resolved config; refuses unwritable locations early."""
+def shard_file(index: int, count: int) -> str:
+    """The rows file of shard `index` (0-based) of `count`: rows.shard-<i>-of-<n>.jsonl."""
+    return f"rows.shard-{index}-of-{count}.jsonl"
 
-    def __init__(self, root: Path, suite: str):
+
+class ResultStore:
+    """results/<suite>/rows.jsonl (or a shard's own rows file) plus the resolved config;
+    refuses unwritable locations early."""
+
+    def __init__(self, root: Path, suite: str, rows_file: str = ROWS_FILE):
         self.directory = Path(root) / validate_name(suite, "suite name")
-        self.rows_path = self.directory / ROWS_FILE
+        self.rows_path = self.directory / rows_file
+
+    def shard_paths(self) -> list[Path]:
+        return sorted(self.directory.glob("rows.shard-*-of-*.jsonl"))
+
+    def unmerged_shard_rows(self) -> int:
+        """Rows of shard files that rows.jsonl does not hold yet."""
+        merged = {row["checksum"] for row in self.read()[0]}
+        return sum(row["checksum"] not in merged for path in self.shard_paths()
+                   for row in read_rows(path)[0])
 
     def ensure_writable(self) -> None:
         try:
@@ -77,16 +93,21 @@ class ResultStore:
     def append(self, row: dict) -> dict:
         row = {**row, "checksum": row_checksum(row)}
         line = (canonical_json(row) + "\n").encode()
-        fd = os.open(self.rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            if _ends_without_newline(self.rows_path):
-                os.write(fd, b"\n")      # seal a line a killed writer left half-written
-            written = os.write(fd, line)
-            if written != len(line):
-                raise OSError(f"short write ({written} of {len(line)} bytes)")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if _ends_without_newline(self.rows_path):
+                    os.write(fd, b"\n")      # seal a line a killed writer left half-written
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(line)} bytes)")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise DiffbenchError(f"cannot append a row to {str(self.rows_path)!r} "
+                                 f"({err.strerror or err}): free disk space or fix permissions, then "
+                                 "run again; the rows already stored are intact") from None
         return row
 
     def read(self) -> tuple[list[dict], list[str]]:

@@ -87,3 +87,26 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """GPU, CUDA, driver and torch in pytest-benchmark's machine info, so that `diffbench compare`
+    can tell timings from different accelerators apart."""
+    machine_info["torch"] = torch.__version__
+    machine_info["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        machine_info["gpu_name"] = props.name
+        machine_info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        machine_info["cudnn"] = torch.backends.cudnn.version()
+        machine_info["gpu_driver"] = nvidia_driver_version()
+
+
+def nvidia_driver_version() -> str | None:
+    import shutil
+    import subprocess
+    if not shutil.which("nvidia-smi"):
+        return None
+    done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                          capture_output=True, text=True, timeout=30)
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None

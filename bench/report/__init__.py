@@ -45,6 +45,10 @@ def render_report(suite: str, results_root: Path, reports_root: Path,
     clear_outputs(out)
     boards = [build_board(group) for group in group_rows(rows)]
     rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems)
+    unmerged = store.unmerged_shard_rows()
+    if unmerged:
+        rendered.notes.append(f"{unmerged} row(s) in shard files are not in this report yet: run "
+                              f"`diffbench merge {name}`, then render again.")
     rendered.figures = draw_figures(boards, out)
     rendered.grids = copy_grids(rows, store.directory, out)
     if rendered.grids:

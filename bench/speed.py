@@ -1,0 +1,151 @@
+"""Speed regression: `diffbench compare BASELINE CURRENT`.
+
+Each side is a set of named timings with their raw rounds, read from a pytest-benchmark JSON
+file (saved with `--benchmark-save-data`, so the rounds are in it) or from diffbench results
+(each cell's timed rounds of time per image). A benchmark is a regression only when both hold:
+- the slowdown is large enough to matter: median(current) / median(baseline) > 1 + min_effect;
+- it is unlikely to be noise: a one-sided Mann-Whitney U test on the raw rounds gives p < alpha.
+Results from different machines are refused unless the caller says they may be compared.
+"""
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy.stats import mannwhitneyu
+
+from bench.errors import DiffbenchError
+from bench.store import read_rows
+
+MIN_EFFECT = 0.05
+ALPHA = 0.01
+PYTEST_MACHINE_KEYS = ("machine", "processor", "system", "python_implementation", "cpu_brand",
+                       "cpu_count", "gpu_name", "cuda", "torch")
+
+
+@dataclass(frozen=True)
+class Timings:
+    source: str
+    machine: dict
+    rounds: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class SpeedVerdict:
+    name: str
+    baseline_median: float | None
+    current_median: float | None
+    ratio: float | None
+    p_value: float | None
+    verdict: str            # regression | faster | no change | new | missing
+
+
+def _pytest_machine(info: dict) -> dict:
+    cpu = info.get("cpu") or {}
+    flat = {**info, "cpu_brand": cpu.get("brand_raw"), "cpu_count": cpu.get("count")}
+    return {k: flat.get(k) for k in PYTEST_MACHINE_KEYS if flat.get(k) is not None}
+
+
+def load_pytest_benchmark(path: Path, document: dict) -> Timings:
+    rounds = {}
+    for bench in document.get("benchmarks") or []:
+        data = (bench.get("stats") or {}).get("data")
+        if not data:
+            raise DiffbenchError(f"{path}: benchmark {bench.get('fullname')!r} has no raw rounds; "
+                                 "save it with `pytest --benchmark-json=FILE --benchmark-save-data`")
+        rounds[str(bench.get("fullname") or bench.get("name"))] = [float(t) for t in data]
+    return Timings(str(path), _pytest_machine(document.get("machine_info") or {}), rounds)
+
+
+def _results_machine(row: dict) -> dict:
+    p = row.get("provenance") or {}
+    return {k: p.get(k) for k in ("device", "device_name", "num_threads", "torch", "cuda")}
+
+
+def load_results(path: Path) -> Timings:
+    rows, problems = read_rows(path)
+    if problems:
+        raise DiffbenchError(f"{problems[0]}: repair or drop the damaged row before comparing")
+    rounds, machines = {}, set()
+    for row in rows:
+        timing = (row.get("time_per_image_s") or {}).get("rounds")
+        if row.get("status") == "ok" and timing:
+            hparams = json.dumps(row.get("hparams") or {}, sort_keys=True)
+            name = f"{row.get('suite')}/{row.get('label')} {hparams}/steps={row.get('steps')}"
+            rounds[name] = [float(t) for t in timing]
+            machines.add(json.dumps(_results_machine(row), sort_keys=True))
+    if len(machines) > 1:
+        raise DiffbenchError(f"{path}: rows from {len(machines)} different machines; compare one "
+                             "machine's results at a time")
+    return Timings(str(path), json.loads(machines.pop()) if machines else {}, rounds)
+
+
+def load_timings(path: str | Path) -> Timings:
+    """A pytest-benchmark JSON file, a rows.jsonl, or a results directory holding one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "rows.jsonl"
+    if not path.is_file():
+        raise DiffbenchError(f"{str(path)!r} does not exist: give a pytest-benchmark JSON file, a "
+                             "rows.jsonl or a results directory")
+    if path.suffix == ".jsonl":
+        return load_results(path)
+    try:
+        document = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DiffbenchError(f"{path}: not JSON ({err.__class__.__name__}); give a "
+                             "pytest-benchmark JSON file or a rows.jsonl") from None
+    if not isinstance(document, dict) or "benchmarks" not in document:
+        raise DiffbenchError(f"{path}: not a pytest-benchmark JSON file (no 'benchmarks' list)")
+    return load_pytest_benchmark(path, document)
+
+
+def judge(baseline: list[float], current: list[float], min_effect: float = MIN_EFFECT,
+          alpha: float = ALPHA) -> tuple[float, float, str]:
+    """(ratio of medians, p-value of the one-sided test in the direction of the change, verdict)."""
+    ratio = statistics.median(current) / statistics.median(baseline)
+    slower = ratio >= 1
+    p = float(mannwhitneyu(current, baseline, alternative="greater" if slower else "less").pvalue)
+    if p < alpha and ratio > 1 + min_effect:
+        return ratio, p, "regression"
+    if p < alpha and ratio < 1 - min_effect:
+        return ratio, p, "faster"
+    return ratio, p, "no change"
+
+
+def same_machine(a: Timings, b: Timings) -> list[str]:
+    """The machine fields that differ (only fields both sides record)."""
+    return [k for k in sorted(set(a.machine) & set(b.machine)) if a.machine[k] != b.machine[k]]
+
+
+def compare_speed(baseline: Timings, current: Timings, min_effect: float = MIN_EFFECT,
+                  alpha: float = ALPHA, allow_different_machines: bool = False) -> list[SpeedVerdict]:
+    differ = same_machine(baseline, current)
+    if differ and not allow_different_machines:
+        key = differ[0]
+        raise DiffbenchError(f"{baseline.source} and {current.source} come from different machines "
+                             f"({key}: {baseline.machine[key]!r} vs {current.machine[key]!r}); pass "
+                             "--allow-different-machines to compare them anyway")
+    verdicts = []
+    for name in sorted(set(baseline.rounds) | set(current.rounds)):
+        before, now = baseline.rounds.get(name), current.rounds.get(name)
+        if before is None or now is None:
+            verdicts.append(SpeedVerdict(name, before and statistics.median(before),
+                                         now and statistics.median(now), None, None,
+                                         "missing" if now is None else "new"))
+            continue
+        ratio, p, verdict = judge(before, now, min_effect, alpha)
+        verdicts.append(SpeedVerdict(name, statistics.median(before), statistics.median(now),
+                                     ratio, p, verdict))
+    return verdicts
+
+
+def format_verdicts(verdicts: list[SpeedVerdict]) -> list[str]:
+    def number(value, fmt):
+        return "-" if value is None else fmt.format(value)
+    lines = [f"{'benchmark':60s} {'baseline':>11s} {'current':>11s} {'ratio':>7s} {'p':>9s}  verdict"]
+    for v in verdicts:
+        lines.append(f"{v.name[-60:]:60s} {number(v.baseline_median, '{:.4g}'):>11s} "
+                     f"{number(v.current_median, '{:.4g}'):>11s} {number(v.ratio, '{:.3f}'):>7s} "
+                     f"{number(v.p_value, '{:.2g}'):>9s}  {v.verdict}")
+    return lines

@@ -53,6 +53,7 @@ def _x_axis(ax, values, label: str) -> None:
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) >= 10:
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         label += " (log scale)"

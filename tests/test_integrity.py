@@ -2,7 +2,6 @@
 import dataclasses
 import errno
 import os
-import pickle
 
 import pytest
 import torch
@@ -62,7 +61,7 @@ def test_a_malicious_pickle_checkpoint_is_refused(tmp_path):
     path = tmp_path / "weights.pth"
     with open(path, "wb") as handle:
         torch.save({"layer.weight": torch.zeros(1), "x": Payload(str(marker))}, handle,
-                   pickle_protocol=pickle.DEFAULT_PROTOCOL)
+                   pickle_protocol=2)
     with pytest.raises(DiffbenchError, match="not a readable state dict"):
         load_weights(path, "Inception weights")
     assert not marker.exists()
@@ -77,9 +76,9 @@ def test_forcing_torch_to_unpickle_anything_is_warned_about(tmp_path, monkeypatc
 
 
 def test_a_full_disk_is_a_clear_error_and_stored_rows_stay_intact(write_suite, tmp_path, monkeypatch, capsys):
-    suite = write_suite(TINY_SUITE.replace("steps = [2, 4]", "steps = [2, 4, 5]"))
     results = tmp_path / "results"
     run_suite(load_suite(str(write_suite())), results)           # 4 rows stored
+    suite = write_suite(TINY_SUITE.replace("steps = [2, 4]", "steps = [2, 4, 5]"))
     rows_path = ResultStore(results, "tiny").rows_path
     stored = rows_path.read_bytes()
 

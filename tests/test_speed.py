@@ -77,6 +77,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow   # real timings on a shared 2-core VM: caught in 8-9 of 10 runs, so not a CI gate
 def test_a_sampler_with_a_ten_percent_delay_is_flagged_against_its_own_baseline(tiny_sampler, one_thread):
     for _ in range(3):
         tiny_sampler()    # warm-up
@@ -135,7 +136,8 @@ def test_compare_exits_1_on_a_regression_only(tmp_path, capsys, slowdown, code):
     base = benchmark_json(tmp_path / "a.json", {"x": synthetic_rounds(rng)})
     now = benchmark_json(tmp_path / "b.json", {"x": synthetic_rounds(rng, slowdown)})
     assert main(["compare", str(base), str(now)]) == code
-    assert ("regression" in capsys.readouterr().out) == (code == 1)
+    verdict_line = capsys.readouterr().out.splitlines()[1]
+    assert verdict_line.endswith("regression") == (code == 1)
 
 
 def test_compare_with_a_missing_file_exits_2(tmp_path, capsys):

@@ -118,18 +118,19 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
             fid, value = metric_value(row, "fid"), metric_value(row, metric)
             if not ok(row) or fid is None or value is None:
                 continue
-            swept = [f"{row['hparams'][k]:g}" for k in SWEPT if k in (row.get("hparams") or {})]
+            swept = [row["hparams"][k] for k in SWEPT if k in (row.get("hparams") or {})]
             name = f"{row['method']} ({row['steps']} step{'s' if row['steps'] != 1 else ''})" if swept else str(row["method"])
-            label = swept[0] if swept else (f"{row['steps']}" if (row.get("nfe") or 0) > 1 else "")
-            series.setdefault(name, []).append((fid, value, label))
+            label = f"{swept[0]:g}" if swept else (f"{row['steps']}" if (row.get("nfe") or 0) > 1 else "")
+            order = swept[0] if swept else row.get("steps") or 0
+            series.setdefault(name, []).append((order, fid, value, label))
         for number, (name, points) in enumerate(sorted(series.items())):
-            points.sort()
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=name, **line_style(number))
-            for fid, value, label in points:
+            points.sort()   # along the sweep (or the step count), so the line traces the trade-off
+            ax.plot([p[1] for p in points], [p[2] for p in points], label=name, **line_style(number))
+            for _, fid, value, label in points:
                 ax.annotate(label, (fid, value), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s], "FID ↓", ylabel,
+        _finish(fig, ax, bool(series), [p[1] for s in series.values() for p in s], "FID ↓", ylabel,
                 legend=metric == "ssim")
-    axes[0].set_title("fidelity against realism (labels: sigma_start or steps)", fontsize=9)
+    axes[0].set_title("fidelity against realism (labels: sigma_start or steps; lines follow them)", fontsize=9)
     fig.tight_layout()
     return save(fig, stem)
 

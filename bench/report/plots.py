@@ -142,7 +142,7 @@ PROFILE_PARTS = (("denoiser_s", "inside the denoiser"), ("sampler_arithmetic_s",
 def profile_bars(rows: list[dict], stem: Path) -> list[str]:
     profiled = [r for r in sorted(rows, key=row_order) if ok(r) and r.get("profile")]
     fig, ax = plt.subplots(figsize=(9, 0.9 + 0.35 * max(1, len(profiled))), dpi=120)
-    names = [f"{line_name(r)}, {r['steps']} steps" for r in profiled]
+    names = [f"{line_name(r)}, {r['steps']} step{'s' if r['steps'] != 1 else ''}" for r in profiled]
     left = [0.0] * len(profiled)
     for number, (key, label) in enumerate(PROFILE_PARTS):
         widths = [max(0.0, r["profile"].get(key) or 0.0) * 1e3 / (r.get("batch_size") or 1)
@@ -153,7 +153,7 @@ def profile_bars(rows: list[dict], stem: Path) -> list[str]:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     if profiled:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.text(0.5, 0.5, "no profiled rows (suite key `profile = true`)", ha="center",
                 va="center", transform=ax.transAxes)

@@ -222,8 +222,13 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
         row.update(status="error", message=str(err))
     except Exception as err:  # a failing method must not stop the suite
         log.debug("cell %s failed:\n%s", key, traceback.format_exc())
-        row.update(status="error", message=f"{type(err).__name__}: {err}".splitlines()[0][:500])
+        row.update(status="error", message=error_message(err))
     return row
+
+
+def error_message(err: Exception) -> str:
+    """What an error row says: the exception's type and first line."""
+    return f"{type(err).__name__}: {err}".splitlines()[0][:500]
 
 
 def base_row(ctx, cell, key, method, hparams, model) -> dict:
@@ -374,7 +379,7 @@ def run_batch(ctx, cell, method, hparams, model, scorer, number: int, local_numb
         return BatchOutcome(number, error=str(err), nonfinite=True), None
     except Exception as err:  # reported in the row; the suite goes on
         log.debug("batch %d failed:\n%s", number, traceback.format_exc())
-        return BatchOutcome(number, error=f"{type(err).__name__}: {err}".splitlines()[0][:500]), None
+        return BatchOutcome(number, error=error_message(err)), None
     return BatchOutcome(number, scores, pixels[:max(0, config.grid_size - start)], seconds,
                         len(indices), timed, counter.nfe(len(indices)),
                         seconds / counter.seconds_inside if counter.seconds_inside else None), counter

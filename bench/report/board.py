@@ -106,7 +106,7 @@ def columns_for(rows: list[dict], ranks: bool = True) -> list[Column]:
         columns.append(column)
         if ranks:
             columns.append(Column(f"rank_{name}", f"rank ({column.header})", lambda r: None,
-                                  None, "{:d}", rank_of=name))
+                                  None, "{}", rank_of=name))
     empty = {c.key for c in COST_COLUMNS if all(c.get(r) is None for r in rows)}
     return columns + [c for c in COST_COLUMNS if c.key not in empty]
 
@@ -131,12 +131,6 @@ def places(values: list[float | None], higher_is_better: bool | None) -> list[in
     return [podium.get(v) if v is not None else None for v in values]
 
 
-def format_value(value, fmt: str) -> str:
-    if isinstance(value, float) and fmt == "{:d}":
-        value = int(value)
-    return fmt.format(value)
-
-
 def _cell(row: dict, column: Column, value, place) -> Cell:
     if value is None:
         stored = ((row.get("metrics") or {}).get(column.metric) or {}) if column.metric and ok(row) else {}
@@ -144,8 +138,8 @@ def _cell(row: dict, column: Column, value, place) -> Cell:
     spread = None
     if column.metric:
         error = (((row.get("metrics") or {}).get(column.metric) or {}).get("uncertainty") or {}).get("value")
-        spread = None if error is None else format_value(error, column.fmt)
-    return Cell(format_value(value, column.fmt), float(value), spread, place)
+        spread = None if error is None else column.fmt.format(error)
+    return Cell(column.fmt.format(value), float(value), spread, place)
 
 
 def hparams_text(row: dict) -> str:

@@ -1,6 +1,10 @@
-"""Checkpoints: safetensors tensors plus a JSON sidecar, written atomically, verified on load."""
+"""Checkpoints: safetensors tensors plus a JSON sidecar, written atomically, verified on load;
+and training states, one self-verifying file each, so a kill can never pair new tensors with old
+metadata."""
 import hashlib
 import json
+import logging
+import os
 from pathlib import Path
 
 import torch
@@ -9,6 +13,8 @@ from safetensors.torch import load, save
 
 from bench.errors import DiffbenchError
 from bench.paths import atomic_write
+
+log = logging.getLogger("diffbench")
 
 
 def file_sha256(path: Path) -> str:
@@ -50,3 +56,45 @@ def load_checkpoint(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dic
 
 def checkpoint_exists(path: Path) -> bool:
     return path.is_file() and sidecar_path(path).is_file()
+
+
+def save_state(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """A training state as one file: the tensors, with `meta` and the tensors' sha256 in the
+    safetensors header, written by one atomic rename. The state it replaces is kept as
+    `<name>.prev` so that a state damaged later still leaves one to resume from."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    digest = hashlib.sha256(save(tensors)).hexdigest()
+    header = {"diffbench": json.dumps({**meta, "tensors_sha256": digest}, sort_keys=True)}
+    data = save(tensors, metadata=header)
+    if path.is_file():
+        os.replace(path, previous_state(path))
+    atomic_write(path, data)
+
+
+def previous_state(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    data = path.read_bytes()
+    header_length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_length])
+    meta = json.loads(header["__metadata__"]["diffbench"])
+    tensors = load(data)
+    if hashlib.sha256(save(tensors)).hexdigest() != meta.pop("tensors_sha256"):
+        raise ValueError("tensors do not match their recorded sha256")
+    return tensors, meta
+
+
+def load_state(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The newest intact training state (`path`, else the one before it), or None. A damaged
+    one is named in a warning and passed over, never deleted."""
+    for candidate in (path, previous_state(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            return _read_state(candidate)
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+            log.warning("%s: training state %s is damaged (%s: %s); passing over it", what,
+                        candidate, type(err).__name__, err)
+    return None

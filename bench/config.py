@@ -12,7 +12,7 @@ from typing import Any
 from bench.datasets import DATASETS
 from bench.errors import DiffbenchError
 from bench.paths import REPO_ROOT
-from bench.registry import validate_name
+from bench.registry import validate_name, validate_number
 
 SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
 
@@ -65,6 +65,9 @@ class SuiteConfig:
 
 SUITE_KEYS = {f.name: f for f in dataclasses.fields(SuiteConfig)
               if f.name not in ("name", "path", "models", "cells")}
+SUITE_LIMITS = {"n_samples": (1, 10**7), "min_samples": (0, 10**7), "seed": (0, 2**63 - 1),
+                "batch_size": (1, 65536), "warmup_batches": (0, 1000), "grid_size": (1, 1024),
+                "superres_scale": (1, 64)}
 CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict}
 
 
@@ -205,7 +208,7 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
 
 def _validate(config: SuiteConfig, where: str) -> None:
     from bench.metrics import EXTRACTORS, METRICS
-    from bench.recipes import RECIPES, resolve_recipe
+    from bench.recipes import RECIPES
     from methods import METHODS
 
     def named(registry, name, what):
@@ -220,9 +223,9 @@ def _validate(config: SuiteConfig, where: str) -> None:
     if config.inception_weights and config.feature_extractor != "inception":
         raise DiffbenchError(f"{where}: inception_weights is set but feature_extractor is "
                              f"{config.feature_extractor!r}: drop it or use \"inception\"")
-    for number in ("n_samples", "batch_size", "grid_size", "superres_scale"):
-        if getattr(config, number) <= 0:
-            raise DiffbenchError(f"{where}: [suite].{number} must be positive")
+    for key, (low, high) in SUITE_LIMITS.items():
+        validate_number(getattr(config, key), f"{where}: [suite].{key}", low, high, integer=True)
+    check_device(config.device, f"{where}: [suite].device")
     if config.n_samples < config.min_samples:
         raise DiffbenchError(f"{where}: n_samples {config.n_samples} is below the suite's "
                              f"min_samples {config.min_samples}: raise n_samples")
@@ -231,15 +234,14 @@ def _validate(config: SuiteConfig, where: str) -> None:
                              "at least one timed round remains; raise n_samples or lower batch_size")
     if config.reference_split not in ("train", "test"):
         raise DiffbenchError(f"{where}: [suite].reference_split must be 'train' or 'test'")
-    for kind, spec in config.models:
+    for _, spec in config.models:
         named(RECIPES, spec.recipe, "model recipe")
-        resolve_recipe(spec.recipe, config.dataset, where).with_overrides(
-            dict(spec.overrides), f"{where}: [models.{kind}]")
     for cell in config.cells:
         method = named(METHODS, cell.method, "method")
         try:
+            method.check_steps(cell.steps)
             method.resolve_hparams(dict(cell.hparams))
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError, DiffbenchError) as err:
             raise DiffbenchError(f"{where}: {err.args[0]}") from None
         if method.model is None:
             continue
@@ -248,3 +250,30 @@ def _validate(config: SuiteConfig, where: str) -> None:
             raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) cannot use "
                                  f"recipe {recipe.name!r}: pick a {method.task} recipe for "
                                  f"[models.{method.model}]")
+    _validate_models(config, where)
+
+
+def _validate_models(config: SuiteConfig, where: str) -> None:
+    """Every model the suite's cells need: a recipe whose overrides have the right names, types
+    and ranges and whose network builds for the suite's images."""
+    from bench.datasets import load_dataset
+    from bench.recipes import suite_recipes
+    dataset = load_dataset(config.dataset)
+    for kind, recipe in suite_recipes(config).items():
+        recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
+
+
+def check_device(name: str, what: str) -> None:
+    """"cpu", "auto", "cuda" or "cuda:N", and a CUDA device only where torch sees one."""
+    import re
+    import torch
+    if name in ("cpu", "auto"):
+        return
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if not match:
+        raise DiffbenchError(f"{what} must be \"cpu\", \"cuda\", \"cuda:N\" or \"auto\", got {name!r}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)
+    if index >= count:
+        raise DiffbenchError(f"{what} is {name!r} but torch sees {count} CUDA device(s): use "
+                             "\"cpu\" or \"auto\", or run on a machine with a GPU")

@@ -15,15 +15,16 @@ from torch import nn
 from torch.nn import functional as F
 from torch_fidelity.utils import create_feature_extractor
 
-from bench.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
+from bench.checkpoints import checkpoint_exists, load_checkpoint
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
-from bench.paths import cache_dir
+from bench.paths import checkpoint_folders, ensure_writable
 from bench.training import TrainBudget, train
 
 LENET_FEATURES = ("fc1", "logits")
-LENET_BUDGET = TrainBudget(steps=400, batch_size=128, lr=2e-3, warmup_steps=20, ema_decay=0.99)
-LENET_VERSION = 1
+LENET_BUDGET = TrainBudget(steps=400, batch_size=128, lr=2e-3, warmup_steps=20, ema_decay=0.99,
+                           precision="fp32")
+LENET_VERSION = 2   # 2: test accuracy written with the weights, in one sidecar
 
 
 class LeNet(nn.Module):
@@ -119,10 +120,13 @@ def lenet_extractor(dataset_spec: str, device: str = "cpu", weights_path: str | 
     name = f"lenet-{dataset.name}"
     key = hashlib.sha256(json.dumps([LENET_VERSION, dataset.content_hash,
                                      dataclasses.asdict(LENET_BUDGET)]).encode()).hexdigest()[:16]
-    directory = cache_dir() / "extractors" / f"{name}-{key}"
-    weights = directory / "model.safetensors"
-    if not checkpoint_exists(weights):
-        _train_lenet(dataset, directory, name)
+    published, cached = checkpoint_folders("extractors", f"{name}-{key}")
+    weights = next((d / "model.safetensors" for d in (published, cached)
+                    if checkpoint_exists(d / "model.safetensors")), None)
+    if weights is None:
+        ensure_writable(cached, "extractor cache", "set DIFFBENCH_CACHE to a writable folder")
+        _train_lenet(dataset, cached, name)
+        weights = cached / "model.safetensors"
     _register_with_torch_fidelity(name)
     module = create_feature_extractor(name, list(LENET_FEATURES), cuda=False, verbose=False,
                                       feature_extractor_weights_path=weights).to(device)
@@ -145,6 +149,7 @@ def inception_extractor(dataset_spec: str, device: str = "cpu",
 
 
 def _train_lenet(dataset: ImageDataset, directory, name) -> None:
+    """Trains the LeNet; its test accuracy goes into the weights' sidecar in the same write."""
     images, labels = dataset.split("train")
     torch.manual_seed(LENET_BUDGET.seed)
     net = LeNet(dataset.shape[0], dataset.num_classes)
@@ -153,18 +158,13 @@ def _train_lenet(dataset: ImageDataset, directory, name) -> None:
         return F.cross_entropy(model(images[index]), labels[index])
 
     meta = {"extractor": name, "in_channels": dataset.shape[0], "num_classes": dataset.num_classes,
-            "dataset_hash": dataset.content_hash, "version": LENET_VERSION}
-    train(net, loss_fn, len(images), LENET_BUDGET, directory, name, meta)
-    _record_test_accuracy(dataset, directory)
+            "dataset_hash": dataset.content_hash, "version": LENET_VERSION,
+            "precision": LENET_BUDGET.precision, "torch": torch.__version__}
+    train(net, loss_fn, len(images), LENET_BUDGET, directory, name, meta,
+          final_meta=lambda ema: {"test_accuracy": held_out_accuracy(ema, dataset)})
 
 
-def _record_test_accuracy(dataset: ImageDataset, directory) -> None:
-    weights = directory / "model.safetensors"
-    tensors, meta = load_checkpoint(weights, "feature extractor")
-    net = LeNet(meta["in_channels"], meta["num_classes"])
-    net.load_state_dict(tensors)
+@torch.no_grad()
+def held_out_accuracy(net: LeNet, dataset: ImageDataset) -> float:
     images, labels = dataset.split("test")
-    with torch.no_grad():
-        accuracy = float((net(images).argmax(1) == labels).float().mean())
-    meta.pop("sha256")
-    save_checkpoint(weights, tensors, {**meta, "test_accuracy": accuracy})
+    return float((net(images).argmax(1) == labels).float().mean())

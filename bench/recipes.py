@@ -6,6 +6,7 @@ any of them trains a new model and never reuses a stale one.
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,13 +15,15 @@ import torch
 from bench.checkpoints import checkpoint_exists, load_checkpoint
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
-from bench.paths import cache_dir
+from bench.paths import cache_dir, checkpoint_folders, ensure_writable
+from bench.precision import PRECISIONS, cpu_bf16_support, resolve_precision, step_timer
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
-from bench.registry import Registry
+from bench.registry import Registry, validate_number
 from bench.training import TrainBudget, train
 from methods import OBJECTIVES, UNet, UNetConfig
 
-FORMAT_VERSION = 1
+log = logging.getLogger("diffbench")
+FORMAT_VERSION = 2    # 2: the budget's resolved precision replaces its bf16 flag
 LABEL_DROPOUT = 0.1   # class-conditional training drops the label this often (Ho & Salimans 2022)
 
 
@@ -50,6 +53,26 @@ class ModelRecipe:
         return dataclasses.replace(self, network=dataclasses.replace(self.network, **network),
                                    budget=dataclasses.replace(self.budget, **budget))
 
+    def check(self, where: str) -> "ModelRecipe":
+        """Every number in range and a network that builds, or a one-line error naming the key;
+        call it on the recipe bound to its dataset (`for_dataset`)."""
+        for config in (self.network, self.budget):
+            for key, (low, high) in config.limits().items():
+                value = getattr(config, key)
+                validate_number(value, f"{where}: model key {key!r}", low, high,
+                                integer=isinstance(value, int) and not isinstance(value, bool))
+        if self.budget.precision not in PRECISIONS:
+            raise DiffbenchError(f"{where}: model key 'precision' must be one of "
+                                 f"{', '.join(PRECISIONS)}, got {self.budget.precision!r}")
+        problem = self.network.build_problem()
+        if problem:
+            raise DiffbenchError(f"{where}: the network of recipe {self.name!r} cannot be built "
+                                 f"({problem}): change base_channels, channel_mult or attention_levels")
+        return self
+
+    def with_precision(self, precision: str) -> "ModelRecipe":
+        return dataclasses.replace(self, budget=dataclasses.replace(self.budget, precision=precision))
+
     def for_dataset(self, dataset: ImageDataset) -> "ModelRecipe":
         """Image shape, and for a class-conditional network the class count, from the data."""
         channels, size = dataset.shape[0], dataset.shape[1]
@@ -59,6 +82,10 @@ class ModelRecipe:
             cond_channels=channels if self.superres else 0))
 
     def cache_key(self, dataset_hash: str) -> str:
+        """Identifies the trained model; needs a resolved precision (fp32 and bf16 training
+        give different models)."""
+        if self.budget.precision == "auto":
+            raise ValueError(f"recipe {self.name!r}: resolve its precision before its cache key")
         spec = {"format": FORMAT_VERSION, "model": self.model, "objective": self.objective,
                 "dataset_hash": dataset_hash, "network": dataclasses.asdict(self.network),
                 "budget": dataclasses.asdict(self.budget)}
@@ -88,15 +115,15 @@ def register_recipe(recipe: ModelRecipe) -> ModelRecipe:
 register_recipe(ModelRecipe(
     name="eps", model="eps", objective="ddpm-eps", dataset="",
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
-    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3, bf16=True)))
+    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3)))
 register_recipe(ModelRecipe(
     name="edm", model="edm", objective="edm", dataset="",
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
-    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3, bf16=True)))
+    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3)))
 register_recipe(ModelRecipe(
     name="flow", model="flow", objective="flow", dataset="",
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
-    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3, bf16=True)))
+    budget=TrainBudget(steps=900, batch_size=128, lr=2e-3)))
 for _kind in ("eps", "edm", "flow"):
     _base = RECIPES.get(_kind)
     register_recipe(dataclasses.replace(  # num_classes is set from the dataset
@@ -107,11 +134,11 @@ for _kind in ("eps", "edm", "flow"):
 register_recipe(ModelRecipe(
     name="sr3", model="sr3", objective="ddpm-eps", dataset="", superres=True,
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
-    budget=TrainBudget(steps=600, batch_size=64, lr=2e-3, bf16=True)))
+    budget=TrainBudget(steps=600, batch_size=64, lr=2e-3)))
 register_recipe(ModelRecipe(
     name="sr-edm", model="sr-edm", objective="edm", dataset="", superres=True,
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
-    budget=TrainBudget(steps=600, batch_size=64, lr=2e-3, bf16=True)))
+    budget=TrainBudget(steps=600, batch_size=64, lr=2e-3)))
 register_recipe(ModelRecipe(
     name="eps-digits8", model="eps", objective="ddpm-eps", dataset="digits8",
     network=UNetConfig(image_size=8, base_channels=16, channel_mult=(1, 2)),
@@ -137,6 +164,18 @@ def default_recipe_name(model_kind: str, dataset: str) -> str:
     return specific if specific in RECIPES else model_kind
 
 
+def suite_recipes(config) -> dict[str, ModelRecipe]:
+    """Model kind -> recipe (bound to the suite's dataset and scale, overrides applied) for every
+    model the suite's cells need."""
+    from methods import METHODS
+    recipes = {}
+    for kind in sorted({METHODS.get(c.method).model for c in config.cells} - {None}):
+        spec, where = config.model_spec(kind), f"{config.path}: [models.{kind}]"
+        recipe = resolve_recipe(spec.recipe, config.dataset, where, config.superres_scale)
+        recipes[kind] = recipe.with_overrides(dict(spec.overrides), where)
+    return recipes
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedModel:
     recipe: ModelRecipe
@@ -144,41 +183,60 @@ class LoadedModel:
     checkpoint_sha256: str
     num_parameters: int
     meta: dict
+    path: Path     # the weights file (published or cached)
 
 
-def model_directory(recipe: ModelRecipe, dataset: ImageDataset) -> Path:
-    return cache_dir() / "models" / f"{recipe.name}-{recipe.cache_key(dataset.content_hash)}"
+def model_folder_name(recipe: ModelRecipe, dataset: ImageDataset) -> str:
+    return f"{recipe.name}-{recipe.cache_key(dataset.content_hash)}"
+
+
+def find_model(recipe: ModelRecipe, dataset: ImageDataset) -> Path | None:
+    """The recipe's trained weights: published ones first, then the cache. Under precision
+    "auto" a model trained in either precision will do (the published one is what makes a
+    user's rows comparable with the leaderboards); this machine's own choice is tried first."""
+    requested = recipe.budget.precision
+    if requested == "auto":
+        precisions = ["bf16", "fp32"] if cpu_bf16_support() == "native" else ["fp32", "bf16"]
+    else:
+        precisions = [requested]
+    names = [model_folder_name(recipe.with_precision(p), dataset) for p in precisions]
+    for place in (0, 1):   # published, then cache
+        for name in names:
+            final = checkpoint_folders("models", name)[place] / "model.safetensors"
+            if checkpoint_exists(final):
+                return final
+    return None
 
 
 def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
-    """Load the recipe's cached checkpoint, training (or resuming) it first when missing."""
+    """Load the recipe's published or cached checkpoint, training (or resuming) it first when
+    there is none."""
     dataset = load_dataset(recipe.dataset)
     if recipe.network.num_classes and dataset.labels is None:
         raise DiffbenchError(f"recipe {recipe.name!r} is class-conditional but dataset "
                              f"{recipe.dataset!r} has no labels: use an unconditional recipe")
     recipe = recipe.for_dataset(dataset)
     objective = OBJECTIVES.get(recipe.objective)
-    directory = model_directory(recipe, dataset)
-    final = directory / "model.safetensors"
-    if not checkpoint_exists(final):
-        _train_recipe(recipe, dataset, objective, directory)
+    final = find_model(recipe, dataset)
+    if final is None:
+        final = _train_recipe(recipe, dataset, objective)
     tensors, meta = load_checkpoint(final, f"model {recipe.name!r}")
     net = UNet(recipe.network)
     try:
         net.load_state_dict(tensors)
     except RuntimeError:
         raise DiffbenchError(f"model checkpoint {str(final)!r} does not fit recipe "
-                             f"{recipe.name!r}: delete {str(directory)!r} to retrain") from None
+                             f"{recipe.name!r}: delete {str(final.parent)!r} to retrain") from None
     net.eval().requires_grad_(False)
     denoiser = objective.make_denoiser(net).to(device)
+    log.info("model %s: %s (trained in %s)", recipe.name, final, meta.get("precision"))
     return LoadedModel(recipe, denoiser, meta["sha256"], sum(p.numel() for p in net.parameters()),
-                       meta)
+                       meta, final)
 
 
-def _train_recipe(recipe, dataset, objective, directory):
+def recipe_loss(recipe: ModelRecipe, dataset: ImageDataset, objective):
+    """loss(model, batch_index, generator) on the recipe's training split."""
     images, labels = dataset.split("train")
-    torch.manual_seed(recipe.budget.seed)  # network initialisation only
-    net = UNet(recipe.network)
     use_labels = bool(recipe.network.num_classes)
     if recipe.superres:
         check_scale(dataset.shape, recipe.superres_scale, f"recipe {recipe.name!r}")
@@ -191,10 +249,34 @@ def _train_recipe(recipe, dataset, objective, directory):
             batch_labels = torch.where(dropped, recipe.network.num_classes, labels[index])
         lowres = conditions[index] if recipe.superres else None
         return objective.loss(model, images[index], generator, labels=batch_labels, lowres=lowres)
+    return loss_fn, len(images)
 
+
+def training_precision(recipe: ModelRecipe, loss_fn, num_examples: int):
+    """The precision this machine trains the recipe in (a throw-away network is timed only
+    when torch's capability queries cannot tell)."""
+    def one_step():
+        with torch.random.fork_rng(devices=[]):
+            net = UNet(recipe.network)
+            index = torch.arange(min(recipe.budget.batch_size, num_examples))
+            loss_fn(net, index, torch.Generator().manual_seed(0)).float().backward()
+    return resolve_precision(recipe.budget.precision, step_timer(one_step))
+
+
+def _train_recipe(recipe, dataset, objective) -> Path:
+    loss_fn, num_examples = recipe_loss(recipe, dataset, objective)
+    precision = training_precision(recipe, loss_fn, num_examples)
+    recipe = recipe.with_precision(precision.name)
+    directory = cache_dir() / "models" / model_folder_name(recipe, dataset)
+    ensure_writable(directory, "model cache", "set DIFFBENCH_CACHE to a writable folder")
+    log.info("train %s: %s, because %s", recipe.name, precision.name, precision.reason)
+    torch.manual_seed(recipe.budget.seed)  # network initialisation only
+    net = UNet(recipe.network)
     meta = {"recipe": recipe.name, "cache_key": recipe.cache_key(dataset.content_hash),
             "model": recipe.model, "objective": recipe.objective, "dataset": dataset.name,
             "dataset_hash": dataset.content_hash, "network": dataclasses.asdict(recipe.network),
             "budget": dataclasses.asdict(recipe.budget), "torch": torch.__version__,
+            "precision": precision.name, "precision_reason": precision.reason,
             "superres_scale": recipe.superres_scale}
-    train(net, loss_fn, len(images), recipe.budget, directory, recipe.name, meta)
+    train(net, loss_fn, num_examples, recipe.budget, directory, recipe.name, meta)
+    return directory / "model.safetensors"

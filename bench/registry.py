@@ -1,4 +1,6 @@
-"""One small registry class (after lm-eval-harness): decorator registration, strict names."""
+"""One small registry class (after lm-eval-harness): decorator registration, strict names; and
+the checks every user-written name and number passes before it is used."""
+import math
 import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -15,6 +17,19 @@ def validate_name(name: str, what: str = "name") -> str:
             f"invalid {what} {name!r}: use lowercase letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit)")
     return name
+
+
+def validate_number(value, what: str, low=None, high=None, integer: bool = False):
+    """A finite number within [low, high] (None: unbounded), else a one-line DiffbenchError."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise DiffbenchError(f"{what} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value):
+        raise DiffbenchError(f"{what} must be a finite number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if low is not None and high is not None else (
+            f"at least {low}" if low is not None else f"at most {high}")
+        raise DiffbenchError(f"{what} must be {bounds}, got {value!r}")
+    return value
 
 
 class Registry(Generic[T]):

@@ -24,7 +24,7 @@ from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, f
                            reference_statistics)
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
-from bench.recipes import LoadedModel, ensure_trained, resolve_recipe
+from bench.recipes import LoadedModel, ensure_trained, suite_recipes
 from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
 from bench.errors import DiffbenchError
 from bench.samples import save_grid
@@ -78,10 +78,7 @@ def resolved_config(config: SuiteConfig, models: dict[str, LoadedModel]) -> dict
 
 def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedModel]:
     models = {}
-    for kind in sorted({METHODS.get(c.method).model for c in config.cells} - {None}):
-        spec = config.model_spec(kind)
-        recipe = resolve_recipe(spec.recipe, config.dataset, config.path, config.superres_scale)
-        recipe = recipe.with_overrides(dict(spec.overrides), f"{config.path}: [models.{kind}]")
+    for kind, recipe in suite_recipes(config).items():
         models[kind] = ensure_trained(recipe, str(device))
         if config.compile:   # compiled lazily: the first (warm-up, untimed) batch builds the graph
             models[kind] = dataclasses.replace(models[kind], denoiser=torch.compile(models[kind].denoiser))

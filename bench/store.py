@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import DiffbenchError
-from bench.paths import atomic_write
+from bench.paths import atomic_write, ensure_writable
 from bench.registry import validate_name
 
 ROWS_FILE = "rows.jsonl"
@@ -77,14 +77,8 @@ class ResultStore:
                    for row in read_rows(path)[0])
 
     def ensure_writable(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            probe = self.directory / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise DiffbenchError(f"results directory {str(self.directory)!r} is not writable "
-                                 f"({err.strerror}): fix its permissions or pass --results-dir") from None
+        ensure_writable(self.directory, "results directory",
+                        "fix its permissions, free disk space or pass --results-dir")
 
     def write_config(self, resolved: dict) -> None:
         atomic_write(self.directory / "config.json",

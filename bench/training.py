@@ -1,11 +1,13 @@
 """One training loop for every cached model: progress bar, EMA, resumable checkpoints.
 
-Randomness (batch indices, noise) comes from one torch.Generator whose state is saved with
-each checkpoint, so an interrupted run resumes exactly where it stopped.
+Randomness comes from one torch.Generator (batch indices, noise) and from torch's global
+generator (dropout), seeded from the budget at the start and both saved with each training
+state, so an interrupted run resumes bit for bit where it stopped whatever the network.
 """
 import copy
 import dataclasses
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -14,7 +16,11 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from bench.checkpoints import checkpoint_exists, load_checkpoint, save_checkpoint
+from bench.checkpoints import load_state, save_checkpoint, save_state
+from bench.precision import autocast
+
+log = logging.getLogger("diffbench")
+STATE_FILE = "train-state.safetensors"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,8 +32,14 @@ class TrainBudget:
     ema_decay: float = 0.999
     seed: int = 0
     checkpoint_every: int = 100
-    bf16: bool = False             # CPU bf16 autocast for the forward pass
+    precision: str = "auto"        # "auto" (bf16 only where the CPU runs it natively), "fp32", "bf16"
     channels_last: bool = False
+
+    def limits(self) -> dict[str, tuple]:
+        """Each numeric field's accepted range (inclusive; None: unbounded)."""
+        return {"steps": (0, 10**7), "batch_size": (1, 65536), "lr": (1e-12, 10.0),
+                "warmup_steps": (0, 10**7), "ema_decay": (0.0, 1.0), "seed": (0, 2**63 - 1),
+                "checkpoint_every": (1, 10**7)}
 
 
 def learning_rate(budget: TrainBudget, step: int) -> float:
@@ -52,6 +64,7 @@ def _state_tensors(model, ema, optimizer, generator) -> dict[str, torch.Tensor]:
     for index, state in optimizer.state_dict()["state"].items():
         tensors.update({f"optim.{index}.{k}": torch.as_tensor(v) for k, v in state.items()})
     tensors["generator"] = generator.get_state()
+    tensors["global_generator"] = torch.get_rng_state()   # what nn.Dropout draws from
     return tensors
 
 
@@ -68,24 +81,40 @@ def _restore_state(tensors, model, ema, optimizer, generator) -> None:
     optim_state["state"] = state
     optimizer.load_state_dict(optim_state)
     generator.set_state(tensors["generator"])
+    torch.set_rng_state(tensors["global_generator"])
 
 
 def train(model: torch.nn.Module, loss_fn: Callable, num_examples: int, budget: TrainBudget,
-          directory: Path, description: str, meta: dict) -> dict:
+          directory: Path, description: str, meta: dict,
+          final_meta: Callable[[torch.nn.Module], dict] = lambda ema: {}) -> dict:
     """Train `model` on `loss_fn(model, batch_index, generator)`; returns the final sidecar meta.
 
     Writes `directory/train-state.safetensors` every `checkpoint_every` steps and finally
-    `directory/model.safetensors` holding the EMA weights.
+    `directory/model.safetensors` holding the EMA weights, its sidecar including
+    `final_meta(ema)` (e.g. a test accuracy), so nothing is added to it afterwards.
+    `budget.precision` must be resolved ("fp32" or "bf16"). torch's global generator is
+    seeded from the budget and restored afterwards: the caller's stream is left as it was.
     """
-    final, state_path = directory / "model.safetensors", directory / "train-state.safetensors"
+    if budget.precision not in ("fp32", "bf16"):
+        raise ValueError(f"train() needs a resolved precision, got {budget.precision!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(budget.seed)
+        return _train(model, loss_fn, num_examples, budget, Path(directory), description, meta,
+                      final_meta)
+
+
+def _train(model, loss_fn, num_examples, budget, directory, description, meta, final_meta):
+    final, state_path = directory / "model.safetensors", directory / STATE_FILE
     ema = _copy_frozen(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
     generator = torch.Generator().manual_seed(budget.seed)
     start, history = 0, []
-    if checkpoint_exists(state_path):
-        tensors, state_meta = load_checkpoint(state_path, f"{description} training-state")
+    state = load_state(state_path, f"train {description}")
+    if state is not None:
+        tensors, state_meta = state
         _restore_state(tensors, model, ema, optimizer, generator)
         start, history = state_meta["step"], state_meta["loss_history"]
+        log.info("train %s: resuming at step %d of %d", description, start, budget.steps)
     if budget.channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -97,7 +126,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, num_examples: int, budget: 
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(budget, step)
         index = torch.randint(0, num_examples, (budget.batch_size,), generator=generator)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=budget.bf16):
+        with autocast(budget.precision):
             loss = loss_fn(model, index, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.float().backward()
@@ -108,14 +137,15 @@ def train(model: torch.nn.Module, loss_fn: Callable, num_examples: int, budget: 
             history.append([step + 1, sum(running) / len(running)])
             running.clear()
             bar.set_postfix(loss=f"{history[-1][1]:.4f}")
-            save_checkpoint(state_path, _state_tensors(model, ema, optimizer, generator),
-                            {**meta, "step": step + 1, "loss_history": history})
+            save_state(state_path, _state_tensors(model, ema, optimizer, generator),
+                       {"step": step + 1, "loss_history": history})
     elapsed = time.perf_counter() - began
     images_per_s = (budget.steps - start) * budget.batch_size / elapsed if elapsed > 0 else None
-    final_meta = {**meta, "step": budget.steps, "loss_history": history,
-                  "train_images_per_s_last_session": images_per_s,
-                  "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    save_checkpoint(final, dict(ema.state_dict()), final_meta)
+    save_checkpoint(final, dict(ema.state_dict()), {
+        **meta, "step": budget.steps, "loss_history": history,
+        "final_loss": history[-1][1] if history else None, **final_meta(ema),
+        "train_images_per_s_last_session": images_per_s,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return json.loads((directory / "model.safetensors.json").read_text())
 
 

@@ -7,9 +7,10 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from bench.registry import Registry
+from bench.registry import Registry, validate_number
 
 TASKS = ("generate", "superres")
+MAX_STEPS = 10_000   # any method: more steps than this is a typo, not an experiment
 
 
 def sample_seed(cell_seed: int, index: int) -> int:
@@ -58,11 +59,17 @@ class Method:
     version: str
     expected_nfe: Callable[[int], int]          # for planning only: NFE is always measured
     paper: str
+    max_steps: int = MAX_STEPS                  # a discrete-time schedule's length, say
+    limits: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # hparam -> (low, high) or a set of choices
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"method {self.name!r}: task must be one of {TASKS}")
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+
+    def check_steps(self, steps: int) -> None:
+        validate_number(steps, f"method {self.name!r}: steps", 1, self.max_steps, integer=True)
 
     def sample(self, denoiser, latents: torch.Tensor, steps: int, *, rng, cond=None,
                callback=None, **hparams) -> torch.Tensor:
@@ -87,8 +94,18 @@ class Method:
             if type(value) is not type(default):
                 raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be "
                                 f"{type(default).__name__}, got {value!r}")
+            self._check_value(key, value)
             resolved[key] = value
         return resolved
+
+    def _check_value(self, key: str, value: Any) -> None:
+        what, limit = f"method {self.name!r}: hyper-parameter {key!r}", self.limits.get(key)
+        if isinstance(limit, (set, frozenset)):
+            if value not in limit:
+                raise ValueError(f"{what} must be one of {', '.join(map(repr, sorted(limit)))}, "
+                                 f"got {value!r}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            validate_number(value, what, *(limit or (None, None)))
 
 
 METHODS: Registry[Method] = Registry("method")

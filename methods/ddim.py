@@ -8,7 +8,7 @@ DDPM posterior variance. Uses the same eps-network as `ddpm`; `clip_denoised` as
 import torch
 
 from methods.base import register_method
-from methods.ddpm import alpha_bar, predict_x0_eps, respaced_sigmas
+from methods.ddpm import NUM_TRAIN_STEPS, alpha_bar, predict_x0_eps, respaced_sigmas
 
 
 @torch.no_grad()
@@ -33,5 +33,5 @@ def sample_ddim(denoiser, x, sigmas, *, rng, cond=None, callback=None, eta=0.0,
 
 register_method(
     name="ddim", family="ddim", task="generate", model="eps", sampler=sample_ddim,
-    schedule=respaced_sigmas, version="1",
+    schedule=respaced_sigmas, version="1", max_steps=NUM_TRAIN_STEPS, limits={"eta": (0.0, 1.0)},
     paper="Song et al. 2020, Eq. 12 and 16")

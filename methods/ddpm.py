@@ -18,6 +18,7 @@ from methods.base import OBJECTIVES, Objective, register_method
 from methods.denoisers import DiscreteVPEpsDenoiser
 
 NUM_TRAIN_STEPS = 1000
+DDPM_LIMITS = {"variance": {"small", "large"}}
 
 
 def linear_alphas_cumprod(num_steps: int = NUM_TRAIN_STEPS, beta_start: float = 1e-4,
@@ -89,5 +90,5 @@ def sample_ddpm(denoiser, x, sigmas, *, rng, cond=None, callback=None, variance=
 
 register_method(
     name="ddpm", family="ddpm", task="generate", model="eps", sampler=sample_ddpm,
-    schedule=respaced_sigmas, version="1",
+    schedule=respaced_sigmas, version="1", max_steps=NUM_TRAIN_STEPS, limits=DDPM_LIMITS,
     paper="Ho et al. 2020, Algorithm 2 (respaced)")

@@ -118,15 +118,19 @@ def sample_edm_euler_ancestral(denoiser, x, sigmas, *, rng, cond=None, callback=
     return x
 
 
+KARRAS_LIMITS = {"sigma_min": (1e-6, 1e4), "sigma_max": (1e-6, 1e4), "rho": (1e-3, 1e3)}
 register_method(
     name="edm-heun", family="edm", task="generate", model="edm", sampler=sample_edm_heun,
-    schedule=edm_schedule, version="1", expected_nfe=heun_nfe,
+    schedule=edm_schedule, version="1", expected_nfe=heun_nfe, limits=KARRAS_LIMITS,
     paper="Karras et al. 2022, Algorithm 1")
 register_method(
     name="edm-stochastic", family="edm", task="generate", model="edm", sampler=sample_edm_stochastic,
     schedule=edm_schedule, version="1", expected_nfe=heun_nfe,
+    limits={**KARRAS_LIMITS, "S_churn": (0.0, 1e6), "S_min": (0.0, 1e6), "S_max": (0.0, 1e6),
+            "S_noise": (0.0, 10.0)},
     paper="Karras et al. 2022, Algorithm 2")
 register_method(
     name="edm-euler-ancestral", family="edm", task="generate", model="edm",
     sampler=sample_edm_euler_ancestral, schedule=edm_schedule, version="1",
+    limits={**KARRAS_LIMITS, "eta": (0.0, 10.0), "s_noise": (0.0, 10.0)},
     paper="Euler-ancestral in sigma space (k-diffusion), EDM denoiser")

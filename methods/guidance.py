@@ -50,7 +50,8 @@ def register_guided(base_name: str) -> None:
         name=f"{base.name}-cfg", family=base.family, task=base.task, model=f"{base.model}-cond",
         sampler=guided(base.sampler), schedule=base.schedule,
         defaults={**base.defaults, "cfg_scale": 1.0}, version=base.version,
-        expected_nfe=base.expected_nfe, paper=f"{base.paper} + classifier-free guidance (Ho & Salimans 2022)")
+        expected_nfe=base.expected_nfe, max_steps=base.max_steps,
+        limits={**base.limits, "cfg_scale": (0.0, 100.0)}, paper=f"{base.paper} + classifier-free guidance (Ho & Salimans 2022)")
 
 
 for _name in ("ddpm", "ddim", "edm-heun", "edm-stochastic", "edm-euler-ancestral", "flow-euler", "flow-heun"):

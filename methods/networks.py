@@ -24,6 +24,29 @@ class UNetConfig:
     num_classes: int = 0
     cond_channels: int = 0
 
+    def limits(self) -> dict[str, tuple]:
+        """Each numeric field's accepted range (inclusive)."""
+        return {"image_channels": (1, 64), "image_size": (2, 4096), "base_channels": (1, 4096),
+                "num_res_blocks": (1, 16), "dropout": (0.0, 0.99), "num_classes": (0, 100_000),
+                "cond_channels": (0, 64)}
+
+    def build_problem(self) -> str | None:
+        """Why a UNet with this config cannot run (group norms, embedding sizes, levels), found
+        by one forward pass on the meta device (no memory, no arithmetic); None if it runs."""
+        if not self.channel_mult or not all(isinstance(m, int) and 1 <= m <= 64 for m in self.channel_mult):
+            return f"channel_mult must be a non-empty list of integers 1-64, got {list(self.channel_mult)}"
+        if any(level not in range(len(self.channel_mult)) for level in self.attention_levels):
+            return (f"attention_levels {list(self.attention_levels)} must be levels of "
+                    f"channel_mult (0-{len(self.channel_mult) - 1})")
+        try:
+            with torch.device("meta"):
+                x = torch.zeros(1, self.image_channels, self.image_size, self.image_size)
+                cond = torch.zeros(1, self.cond_channels, self.image_size, self.image_size)
+                UNet(self)(x, torch.ones(1), cond_image=cond if self.cond_channels else None)
+        except (ValueError, RuntimeError) as err:
+            return str(err).splitlines()[0]
+        return None
+
 
 def timestep_embedding(noise_level: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer sinusoidal embedding of a (continuous) noise level, as in DDPM."""

@@ -19,7 +19,7 @@ it concatenated to their noisy input.
 import torch
 
 from methods.base import heun_nfe, register_method
-from methods.ddpm import respaced_sigmas, sample_ddpm
+from methods.ddpm import DDPM_LIMITS, NUM_TRAIN_STEPS, respaced_sigmas, sample_ddpm
 from methods.edm import heun_solve, karras_sigmas
 
 REGRESSION_SIGMA = 80.0   # EDM's sigma_max: the noisy input is uninformative there
@@ -60,11 +60,12 @@ register_method(
     paper="bicubic interpolation (baseline)")
 register_method(
     name="sr3", family="superres", task="superres", model="sr3", sampler=sample_ddpm,
-    schedule=respaced_sigmas, version="1",
+    schedule=respaced_sigmas, version="1", max_steps=NUM_TRAIN_STEPS, limits=DDPM_LIMITS,
     paper="Saharia et al. 2021 (SR3), DDPM Algorithm 2 conditioned on the upsampled LR")
 register_method(
     name="headstart", family="superres", task="superres", model="sr-edm", sampler=sample_headstart,
     schedule=headstart_schedule, version="1", expected_nfe=heun_nfe,
+    limits={"sigma_start": (1e-6, 1e4), "rho": (1e-3, 1e3)},
     paper="noised upsampled LR + EDM Heun (SDEdit / CCDF-style head start)")
 register_method(
     name="regression", family="superres", task="superres", model="sr-edm", sampler=sample_headstart,

@@ -6,7 +6,7 @@ import pytest
 
 from bench.cli import main
 from bench.config import load_suite
-from bench.recipes import model_directory, resolve_recipe
+from bench.recipes import find_model, resolve_recipe
 from bench.datasets import load_dataset
 from tests.conftest import TINY_SUITE
 
@@ -84,7 +84,7 @@ def test_corrupted_checkpoint_exits_2_and_keeps_stored_rows(capsys, write_suite,
     config = load_suite(str(path))
     recipe = resolve_recipe("eps-digits8", "digits8", "test").with_overrides(
         dict(config.model_spec("eps").overrides), "test").for_dataset(load_dataset("digits8"))
-    checkpoint = model_directory(recipe, load_dataset("digits8")) / "model.safetensors"
+    checkpoint = find_model(recipe, load_dataset("digits8"))
     original = checkpoint.read_bytes()
     try:
         checkpoint.write_bytes(original[: len(original) // 2])
@@ -95,8 +95,22 @@ def test_corrupted_checkpoint_exits_2_and_keeps_stored_rows(capsys, write_suite,
         checkpoint.write_bytes(original)
 
 
-def test_failed_cell_exits_1(capsys, write_suite, tmp_path):
-    path = write_suite(TINY_SUITE.replace('method = "ddpm"', 'method = "ddpm"\nhparams = { variance = "huge" }'))
+@pytest.fixture
+def failing_method():
+    """A registered method whose sampler raises: its cells become `error` rows."""
+    from methods.base import METHODS, register_method
+    from methods.superres import no_schedule
+
+    def sample_fails(denoiser, x, sigmas, *, rng, cond=None, callback=None):
+        raise RuntimeError("this sampler always fails")
+    register_method(name="fails-test", family="test", task="generate", model=None,
+                    sampler=sample_fails, schedule=no_schedule, version="1", paper="none")
+    yield "fails-test"
+    METHODS.unregister("fails-test")
+
+
+def test_failed_cell_exits_1(capsys, write_suite, tmp_path, failing_method):
+    path = write_suite(TINY_SUITE.replace('method = "ddpm"', f'method = "{failing_method}"'))
     code, _, err = run_cli(capsys, "run", str(path), "--results-dir", str(tmp_path / "r"),
                            "--reports-dir", str(tmp_path / "reports"))
     assert code == 1 and "failed" in err

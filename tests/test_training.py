@@ -19,7 +19,8 @@ def make_problem():
 
 
 def test_interrupted_training_resumes_to_identical_weights(tmp_path):
-    budget = TrainBudget(steps=40, batch_size=8, lr=1e-2, warmup_steps=5, checkpoint_every=10)
+    budget = TrainBudget(steps=40, batch_size=8, lr=1e-2, warmup_steps=5, checkpoint_every=10,
+                         precision="fp32")
     model, loss_fn = make_problem()
     train(model, loss_fn, 64, budget, tmp_path / "straight", "t", {})
 
@@ -46,7 +47,7 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
 
 def test_corrupted_checkpoint_is_a_clear_error(tmp_path):
     model, loss_fn = make_problem()
-    train(model, loss_fn, 64, TrainBudget(steps=5, batch_size=8, checkpoint_every=5), tmp_path, "t", {})
+    train(model, loss_fn, 64, TrainBudget(steps=5, batch_size=8, checkpoint_every=5, precision="fp32"), tmp_path, "t", {})
     path = tmp_path / "model.safetensors"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -103,11 +103,15 @@ def cmd_run(args) -> int:
     from bench import distributed
     from bench.config import load_suite
     from bench.report import render_report
+    from bench.paths import ensure_writable
     from bench.runner import run_suite
     distributed.init_from_environment()
     main_process = distributed.is_main()
     try:
         config = load_suite(args.suite, inception_weights=args.inception_weights)
+        if main_process and not (args.shard or args.no_report):   # found now, not after the run
+            ensure_writable(args.reports_dir, "reports folder",
+                            "fix its permissions, free disk space or pass --reports-dir")
         outcome = run_suite(config, args.results_dir, shard=args.shard)
     finally:
         distributed.shutdown()
@@ -174,6 +178,9 @@ def cmd_merge(args) -> int:
     outcome = merge_shards(args.results_dir, args.suite)
     print(f"merged {outcome.shards} shard file(s): {outcome.appended} row(s) appended, "
           f"{outcome.already_merged} already there; results in {outcome.rows_path}")
+    if outcome.repeated_cells:
+        print(f"{outcome.repeated_cells} cell(s) hold more than one completed row (measured "
+              "more than once); reports show the newest of each")
     return 0
 
 

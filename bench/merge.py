@@ -1,11 +1,12 @@
 """`diffbench merge SUITE`: the shard files of a job array (`run --shard i/N`) appended to
 results/<suite>/rows.jsonl.
 
-Nothing is merged silently: a damaged line in any file, or one cell with two different completed
-rows (two shards that both ran it, or a shard row that contradicts an already merged one), stops
-the merge before anything is written. Rows already merged are recognised by their checksum, so
-merging twice adds nothing. The main file is only appended to; the shard files are left as
-they are.
+Nothing is merged silently: a damaged line in any file stops the merge before anything is
+written. Rows already merged are recognised by their checksum, so merging twice adds nothing.
+Two completed rows of one cell (two shards, or two runs, that both measured it) are two
+measurements of one experiment: both are kept, reports show the newest, and the merge says how
+many cells hold more than one. The main file is only appended to, under its lock; the shard
+files are left as they are.
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ class MergeOutcome:
     appended: int
     already_merged: int
     rows_path: Path
+    repeated_cells: int = 0    # cells with more than one completed row after the merge
 
 
 def read_intact(path: Path) -> list[dict]:
@@ -30,42 +32,27 @@ def read_intact(path: Path) -> list[dict]:
     return rows
 
 
-def completed_by_cell(rows: list[dict], source: str, into: dict[str, tuple[dict, str]]) -> None:
-    """Adds each completed row to `into` (cell key -> (row, where it came from)); a cell whose
-    completed rows differ is a conflict."""
-    for row in rows:
-        if row.get("status") not in COMPLETED:
-            continue
-        held = into.get(row["cell_key"])
-        if held and held[0]["checksum"] != row["checksum"]:
-            raise DiffbenchError(
-                f"cell {row['cell_key']} ({row.get('label')}, {row.get('steps')} steps) has two "
-                f"different completed rows, in {held[1]} and {source}; nothing merged: delete the "
-                "one you do not want (or its shard file) and merge again")
-        into[row["cell_key"]] = (row, source)
-
-
 def merge_shards(results_root: Path, suite: str) -> MergeOutcome:
     store = ResultStore(results_root, suite)
     shard_paths = store.shard_paths()
     if not shard_paths:
         raise DiffbenchError(f"no shard files (rows.shard-*-of-*.jsonl) in {store.directory}: run "
                              f"`diffbench run {suite} --shard i/N` first")
-    merged = read_intact(store.rows_path)
-    completed: dict[str, tuple[dict, str]] = {}
-    completed_by_cell(merged, store.rows_path.name, completed)
-    stored = {row["checksum"] for row in merged}
-    incoming, already = [], 0
-    for path in shard_paths:
-        rows = read_intact(path)
-        completed_by_cell(rows, path.name, completed)
-        for row in rows:
+    with store.lock():
+        merged = read_intact(store.rows_path)
+        shard_rows = [read_intact(path) for path in shard_paths]
+        stored = {row["checksum"] for row in merged}
+        succeeded = {row["cell_key"] for rows in [merged, *shard_rows] for row in rows
+                     if row["status"] in COMPLETED}
+        incoming, already = [], 0
+        for row in (row for rows in shard_rows for row in rows):
             if row["checksum"] in stored:
                 already += 1
-            elif row.get("status") in COMPLETED or row["cell_key"] not in completed:
+            elif row["status"] in COMPLETED or row["cell_key"] not in succeeded:
                 incoming.append(row)    # a failed attempt matters only while nothing succeeded
                 stored.add(row["checksum"])
-    store.ensure_writable()
-    for row in incoming:
-        store.append({k: v for k, v in row.items() if k != "checksum"})
-    return MergeOutcome(len(shard_paths), len(incoming), already, store.rows_path)
+        for row in incoming:
+            store.append({k: v for k, v in row.items() if k != "checksum"})
+    completed = [row["cell_key"] for row in merged + incoming if row["status"] in COMPLETED]
+    repeated = len(completed) - len(set(completed))
+    return MergeOutcome(len(shard_paths), len(incoming), already, store.rows_path, repeated)

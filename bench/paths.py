@@ -3,7 +3,7 @@ results and reports."""
 import os
 from pathlib import Path
 
-from bench.errors import DiffbenchError
+from bench.errors import DiffbenchError, StorageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,15 +38,19 @@ def ensure_writable(directory: Path, what: str, fix: str) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary sibling, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a whole file or nothing: a temporary sibling, fsync, then rename over `path`. A
+    failure (full disk, permissions) leaves no temporary file and is a StorageError."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:   # a full disk or an interrupt leaves no half-written sibling behind
+    except BaseException as err:   # an interrupt, too, leaves no half-written sibling behind
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise StorageError(f"cannot write {str(path)!r} ({err.strerror or err}): free disk "
+                               "space or fix permissions, then run again") from None
         raise

@@ -22,11 +22,12 @@ from bench.fidelity import fidelity_convention
 from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
                            load_extractor, protocol_fingerprint, reference_features,
                            reference_statistics)
+from bench.paths import cache_dir, ensure_writable
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, suite_recipes
 from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
-from bench.errors import DiffbenchError
+from bench.errors import DiffbenchError, StorageError
 from bench.samples import save_grid
 from bench.scoring import BatchScores, CellScorer, Reference
 from bench.store import ROWS_FILE, ResultStore, canonical_json, finite_only, finite_or_none, shard_file
@@ -89,6 +90,7 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
     store = ResultStore(results_root, config.name, rows_file)
     if is_main():
         store.ensure_writable()
+        ensure_writable(cache_dir(), "model cache", "set DIFFBENCH_CACHE to a writable folder")
     device = resolve_device(config.device)
     if device.type == "cuda":   # autotuned per shape in the warm-up batch; the flag is in provenance
         torch.backends.cudnn.benchmark = True
@@ -167,7 +169,14 @@ def shard_cells(cells: list, shard: tuple[int, int] | None) -> list[tuple[int, C
 
 def run_suite(config: SuiteConfig, results_root: Path,
               shard: tuple[int, int] | None = None) -> RunOutcome:
-    """Runs the suite's cells (with `shard` = (i, n), only shard i's, into its own rows file)."""
+    """Runs the suite's cells (with `shard` = (i, n), only shard i's, into its own rows file),
+    holding the rows file's lock on rank 0: a second run into the same file is refused."""
+    store = ResultStore(results_root, config.name, shard_file(*shard) if shard else ROWS_FILE)
+    with store.lock() if is_main() else contextlib.nullcontext():
+        return _run_suite(config, results_root, shard)
+
+
+def _run_suite(config, results_root, shard) -> RunOutcome:
     ctx = prepare(config, results_root, shard_file(*shard) if shard else ROWS_FILE)
     merged = ResultStore(results_root, config.name)
     done = broadcast_from_main(ctx.store.completed_keys() | (merged.completed_keys() if shard else set())
@@ -217,6 +226,8 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
         row.update(status="nonfinite", message=str(err))
     except BatchFailed as err:
         row.update(status="error", message=str(err))
+    except StorageError:      # the harness could not store something: not the method's failure
+        raise
     except Exception as err:  # a failing method must not stop the suite
         log.debug("cell %s failed:\n%s", key, traceback.format_exc())
         row.update(status="error", message=error_message(err))

@@ -2,12 +2,18 @@
 
 A row is appended with a single write() on an O_APPEND descriptor and fsynced before the next
 cell starts, so a killed run loses at most the row it was writing. A half-written last line is
-sealed off with a newline before the next append and skipped (and named) when reading.
+sealed off with a newline before the next append and skipped (and named) when reading, and so
+is a row that does not fit the row schema. A run holds a lock on its rows file, so two runs
+never write one file at once; if two completed rows of one cell still meet (copied or merged
+files), both are kept and the newest is the one reports show.
 """
+import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import math
+import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +26,22 @@ from bench.registry import validate_name
 
 ROWS_FILE = "rows.jsonl"
 COMPLETED = ("ok", "nonfinite")   # deterministic outcomes: re-running would give the same row
+STATUSES = ("ok", "error", "nonfinite")
+NUMBER = (numbers.Real,)
+NULLABLE_NUMBER = (numbers.Real, type(None))
+# The row schema: field -> the JSON types it may hold, checked on every row read. Every row has
+# the first group; the rest may be absent (older or hand-made rows) but never of another type.
+REQUIRED_FIELDS = {"cell_key": (str,), "status": (str,), "method": (str,), "label": (str,),
+                   "task": (str,), "steps": (int,), "hparams": (dict,), "metrics": (dict,),
+                   "n_samples": (int,), "seed": (int,)}
+OPTIONAL_FIELDS = {"message": (str, type(None)), "nfe": NULLABLE_NUMBER, "suite": (str,),
+                   "time_per_image_s": (dict, type(None)), "memory": (dict, type(None)),
+                   "throughput_images_per_s": NULLABLE_NUMBER, "num_parameters": NULLABLE_NUMBER,
+                   "batch_size": (int,), "dataset": (str,), "samples_grid": (str, type(None)),
+                   "protocol": (dict,), "protocol_fingerprint": (str, type(None)),
+                   "provenance": (dict,), "profile": (dict, type(None)),
+                   "overhead": (dict, type(None)), "flops_per_image": NULLABLE_NUMBER,
+                   "created_at": (str,), "model": (dict, type(None))}
 
 
 def canonical_json(value: Any) -> str:
@@ -59,6 +81,33 @@ def shard_file(index: int, count: int) -> str:
     return f"rows.shard-{index}-of-{count}.jsonl"
 
 
+def row_problem(row) -> str | None:
+    """Why a row does not fit the row schema, or None."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    for fields, required in ((REQUIRED_FIELDS, True), (OPTIONAL_FIELDS, False)):
+        for name, types in fields.items():
+            if name not in row:
+                if required:
+                    return f"field {name!r} missing"
+                continue
+            value = row[name]
+            if isinstance(value, bool) or not isinstance(value, types):
+                return f"field {name!r} has the wrong type ({type(value).__name__})"
+    if row["status"] not in STATUSES:
+        return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+    for name, stored in row["metrics"].items():
+        if not isinstance(stored, dict) or not isinstance(stored.get("value"), NULLABLE_NUMBER) \
+                or isinstance(stored.get("value"), bool):
+            return f"metric {name!r} has no numeric value"
+    timing = row.get("time_per_image_s") or {}
+    if not all(isinstance(timing.get(k), NULLABLE_NUMBER) for k in ("median", "iqr")):
+        return "time_per_image_s holds a non-number"
+    if row["status"] == "ok" and (not isinstance(row.get("nfe"), NUMBER) or not timing):
+        return "an ok row without nfe or time_per_image_s"
+    return None
+
+
 class ResultStore:
     """results/<suite>/rows.jsonl (or a shard's own rows file) plus the resolved config;
     refuses unwritable locations early."""
@@ -79,6 +128,30 @@ class ResultStore:
     def ensure_writable(self) -> None:
         ensure_writable(self.directory, "results directory",
                         "fix its permissions, free disk space or pass --results-dir")
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the rows file's lock (`<rows file>.lock`, released by the OS if the process
+        dies); a second writer of the same file is refused at once."""
+        self.ensure_writable()
+        path = self.rows_path.with_name(self.rows_path.name + ".lock")
+        handle = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise DiffbenchError(
+                    f"{str(self.rows_path)!r} is being written by {holder}: wait for that run, or "
+                    "give this one another --results-dir or a --shard of its own") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"diffbench pid {os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
 
     def write_config(self, resolved: dict) -> None:
         atomic_write(self.directory / "config.json",
@@ -137,16 +210,23 @@ def read_rows(path: Path) -> tuple[list[dict], list[str]]:
             except (ValueError, UnicodeDecodeError) as err:
                 problems.append(f"{path}:{number}: damaged row skipped ({err.__class__.__name__})")
                 continue
+            problem = row_problem(row)
+            if problem:
+                problems.append(f"{path}:{number}: row skipped, it does not fit the row schema "
+                                f"({problem})")
+                continue
             rows.append(row)
     return rows, problems
 
 
 def latest_per_cell(rows: list[dict]) -> list[dict]:
-    """The newest row of each cell (rows are in append order)."""
-    latest: dict[str, dict] = {}
-    for row in rows:
-        latest[row["cell_key"]] = row
-    return list(latest.values())
+    """The newest row of each cell, by `created_at` and then file order (two runs, or a merged
+    file, may hold several rows of one cell: all are kept, the newest is shown)."""
+    order = sorted(range(len(rows)), key=lambda i: (str(rows[i].get("created_at") or ""), i))
+    latest: dict[str, int] = {}
+    for index in order:
+        latest[rows[index]["cell_key"]] = index
+    return [rows[index] for index in sorted(latest.values())]
 
 
 def to_dataframe(rows: list[dict]) -> pd.DataFrame:

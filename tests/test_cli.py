@@ -116,11 +116,11 @@ def test_failed_cell_exits_1(capsys, write_suite, tmp_path, failing_method):
     assert code == 1 and "failed" in err
 
 
-def test_report_of_an_empty_suite_renders_a_note(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "report", "nothing-yet", "--results-dir", str(tmp_path / "r"),
+def test_report_of_a_suite_without_rows_exits_2_and_writes_nothing(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "report", "mnits", "--results-dir", str(tmp_path / "r"),
                            "--reports-dir", str(tmp_path / "rep"))
-    assert code == 0
-    assert "No results stored yet" in (tmp_path / "rep" / "nothing-yet" / "leaderboard.md").read_text()
+    assert code == 2 and "--results-dir results/published" in one_line_error(err)
+    assert not (tmp_path / "rep").exists()
 
 
 def test_train_with_an_unknown_recipe_exits_2(capsys):

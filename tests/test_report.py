@@ -158,7 +158,6 @@ def test_a_metric_present_in_some_rows_gets_its_column_and_a_note(tmp_path):
 
 
 @pytest.mark.parametrize("rows, note", [
-    ([], "No results stored yet"),
     ([row("a", "ddim", 10, 5.0, 0.2, status="error")], "Every stored row failed"),
     ([row("a", "ddim", 10, 5.0, 0.2)], "One successful row"),
 ])

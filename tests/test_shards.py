@@ -61,12 +61,24 @@ def shard_store(tmp_path, index, *rows):
     return store
 
 
-def test_two_different_completed_rows_of_one_cell_are_refused(tmp_path):
+def test_two_completed_rows_of_one_cell_are_both_kept_and_counted(tmp_path):
     shard_store(tmp_path, 0, row("a", "ddim", 10, 5.0, 0.2))
     shard_store(tmp_path, 1, row("a", "ddim", 10, 6.0, 0.2))
-    with pytest.raises(DiffbenchError, match="two different completed rows"):
-        merge_shards(tmp_path, "s")
-    assert not ResultStore(tmp_path, "s").rows_path.exists()
+    outcome = merge_shards(tmp_path, "s")
+    assert outcome.appended == 2 and outcome.repeated_cells == 1
+    assert [r["metrics"]["fid"]["value"] for r in ResultStore(tmp_path, "s").read()[0]] == [5.0, 6.0]
+
+
+def test_duplicate_cells_already_in_rows_jsonl_do_not_stop_a_merge(tmp_path):
+    """What two concurrent runs into one folder leave: a cell computed twice in rows.jsonl."""
+    main_store = ResultStore(tmp_path, "s")
+    main_store.ensure_writable()
+    main_store.append(row("a", "ddim", 10, 5.0, 0.2))
+    main_store.append(row("a", "ddim", 10, 5.5, 0.2))
+    shard_store(tmp_path, 0, row("b", "ddpm", 10, 7.0, 0.2))
+    outcome = merge_shards(tmp_path, "s")
+    assert outcome.appended == 1 and outcome.repeated_cells == 1
+    assert merge_shards(tmp_path, "s").appended == 0
 
 
 def test_a_damaged_shard_line_stops_the_merge_and_names_it(tmp_path):

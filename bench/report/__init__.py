@@ -2,15 +2,19 @@
 merged from several machines, can be re-rendered: reports/<suite>/ gets leaderboard.md,
 tables.tex, index.html, the figures as PNG and PDF, and the cells' sample grids.
 
-Only names that passed validation become paths, and nothing is written outside
-reports/<suite>/. Re-rendering the same rows gives the same bytes.
+A report is rendered into a temporary sibling folder and swapped in only when complete: with
+no rows to render, an unusable baseline, a failing figure or a full disk, the report already
+there is left as it was. Only names that passed validation become paths, and nothing is
+written outside reports/<suite>/. Re-rendering the same rows gives the same bytes.
 """
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import DiffbenchError
+from bench.errors import DiffbenchError, StorageError
+from bench.paths import ensure_writable
 from bench.registry import validate_name
 from bench.report import captions, compare, html, latex, markdown, plots
 from bench.report.board import Board, build_board, group_rows, hparams_text, ok, row_order
@@ -39,12 +43,46 @@ def render_report(suite: str, results_root: Path, reports_root: Path,
     with another result set); returns the report directory."""
     name = validate_name(suite, "suite name")
     store = ResultStore(results_root, name)
+    baseline = read_baseline(against, Path(results_root)) if against is not None else None
     stored, problems = store.read()
-    rows = latest_per_cell([r for r in stored if r.get("cell_key")])
+    if not stored:
+        raise DiffbenchError(
+            f"no stored rows for suite {name!r} in {str(store.rows_path)!r}"
+            + (f" ({len(problems)} damaged)" if problems else "")
+            + f": run `diffbench run {name}` first, or render the published rows with "
+              "--results-dir results/published; the report folder was not touched")
+    ensure_writable(Path(reports_root), "reports folder", "fix its permissions, free disk space "
+                    "or pass --reports-dir")
     out = Path(reports_root) / name
-    clear_outputs(out)
+    staging = Path(reports_root) / f".{name}.rendering-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+        write_report(name, store, stored, problems, staging, baseline, against)
+        keep_other_files(out, staging)
+    except BaseException as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise StorageError(f"cannot write the report under {str(reports_root)!r} "
+                               f"({err.strerror or err}): free disk space or fix permissions; "
+                               f"{str(out)!r} was left as it was") from None
+        if isinstance(err, Exception) and not isinstance(err, DiffbenchError):
+            raise DiffbenchError(f"rendering the report failed ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else ''}); "
+                                 f"{str(out)!r} was left as it was") from err
+        raise
+    swap_in(staging, out)
+    return out
+
+
+def write_report(name, store, stored, problems, out, baseline, against) -> None:
+    rows = latest_per_cell(stored)
     boards = [build_board(group) for group in group_rows(rows)]
     rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems)
+    superseded = len(stored) - len(rows)
+    if superseded:
+        rendered.notes.append(f"{superseded} earlier row(s) of cells measured again are not shown "
+                              "(each cell shows its newest row).")
     unmerged = store.unmerged_shard_rows()
     if unmerged:
         rendered.notes.append(f"{unmerged} row(s) in shard files are not in this report yet: run "
@@ -54,41 +92,70 @@ def render_report(suite: str, results_root: Path, reports_root: Path,
     if rendered.grids:
         plots.sample_panels([(f"{r.get('label')}, {r.get('steps')} steps", out / path)
                              for r, path in rendered.grids], out / "samples")
-    if against is not None:
-        baseline, baseline_problems = read_rows(resolve_against(against, Path(results_root)))
-        rendered.comparison = compare.compare_rows(rows, latest_per_cell(baseline))
+    if baseline is not None:
+        baseline_rows, baseline_problems = baseline
+        rendered.comparison = compare.compare_rows(rows, latest_per_cell(baseline_rows))
         rendered.against = str(against)
         rendered.notes += baseline_problems
     (out / "leaderboard.md").write_text(markdown_report(rendered))
     (out / "tables.tex").write_text(latex.document(name, boards, _hardware(rows), rendered.notes))
     (out / "index.html").write_text(html_report(rendered, out))
-    return out
 
 
-def clear_outputs(out: Path) -> None:
-    """Remove what an earlier render wrote here (a figure of a group that no longer exists must
-    not linger); other files are left alone."""
-    out.mkdir(parents=True, exist_ok=True)
+def keep_other_files(out: Path, staging: Path) -> None:
+    """Carry over what a user put in the report folder (anything a render does not write)."""
+    if not out.is_dir():
+        return
     for path in out.iterdir():
-        if path.is_file() and path.suffix in OUTPUT_SUFFIXES:
-            path.unlink()
-    if (out / "samples").is_dir():
-        shutil.rmtree(out / "samples")
+        if path.name == "samples" or (path.is_file() and path.suffix in OUTPUT_SUFFIXES):
+            continue
+        if path.is_dir():
+            shutil.copytree(path, staging / path.name, symlinks=True)
+        else:
+            shutil.copy2(path, staging / path.name, follow_symlinks=False)
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by the finished `staging` folder: two renames, the old folder removed last."""
+    retired = out.with_name(f".{out.name}.retired-{os.getpid()}")
+    if out.exists():
+        os.replace(out, retired)
+    os.replace(staging, out)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def read_baseline(against: str | Path, results_root: Path) -> tuple[list[dict], list[str]]:
+    """The `--against` rows, checked before anything is written: the path must exist and hold
+    at least one intact diffbench row."""
+    path = resolve_against(against, results_root)
+    try:
+        rows, problems = read_rows(path)
+    except OSError as err:
+        raise DiffbenchError(f"--against {str(against)!r}: cannot read {str(path)!r} "
+                             f"({err.strerror or err})") from None
+    if not rows:
+        what = f"{len(problems)} damaged or foreign line(s)" if problems else "no rows"
+        raise DiffbenchError(f"--against {str(against)!r}: {str(path)!r} holds no intact "
+                             f"diffbench row ({what}): give a results directory, a rows.jsonl "
+                             "file or a suite name with stored rows")
+    return rows, problems
 
 
 def resolve_against(against: str | Path, results_root: Path) -> Path:
     """A rows.jsonl file, a directory holding one, or a suite name under the results dir."""
-    path = Path(against)
+    text, path = str(against), Path(against)
     if path.is_file():
         return path
     if path.is_dir():
         if (path / "rows.jsonl").is_file():
             return path / "rows.jsonl"
-        raise DiffbenchError(f"--against {str(against)!r} holds no rows.jsonl: give a results "
-                             "directory, a rows.jsonl file or a suite name")
-    store = ResultStore(results_root, validate_name(str(against), "--against suite name"))
+        raise DiffbenchError(f"--against {text!r} is a folder without a rows.jsonl: give a "
+                             "results directory, a rows.jsonl file or a suite name")
+    if "/" in text or "\\" in text or path.suffix:
+        raise DiffbenchError(f"--against {text!r}: no such file or folder")
+    store = ResultStore(results_root, validate_name(text, "--against suite name"))
     if not store.rows_path.is_file():
-        raise DiffbenchError(f"--against {str(against)!r}: no results at {store.rows_path}; give "
+        raise DiffbenchError(f"--against {text!r}: no results at {store.rows_path}; give "
                              "a results directory, a rows.jsonl file or a suite name")
     return store.rows_path
 

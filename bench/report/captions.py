@@ -78,8 +78,6 @@ def provenance_items(rows: list[dict]) -> list[tuple[str, str]]:
 def notes(rows: list[dict], boards: list[Board], suite: str) -> list[str]:
     """What a reader should know before the tables: nothing stored, nothing succeeded, nothing
     to rank against, metrics that only some rows have."""
-    if not rows:
-        return [f"No results stored yet: run `diffbench run {suite}`."]
     succeeded = [r for r in rows if r.get("status") == "ok"]
     found = []
     if not succeeded:

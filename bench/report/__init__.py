@@ -17,6 +17,7 @@ from bench.errors import DiffbenchError, StorageError
 from bench.paths import ensure_writable
 from bench.registry import validate_name
 from bench.report import captions, compare, html, latex, markdown, plots
+from bench.report.text import clean_strings
 from bench.report.board import Board, build_board, group_rows, hparams_text, ok, row_order
 from bench.store import ResultStore, latest_per_cell, read_rows
 
@@ -76,7 +77,7 @@ def render_report(suite: str, results_root: Path, reports_root: Path,
 
 
 def write_report(name, store, stored, problems, out, baseline, against) -> None:
-    rows = latest_per_cell(stored)
+    rows = [clean_strings(row) for row in latest_per_cell(stored)]
     boards = [build_board(group) for group in group_rows(rows)]
     rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems)
     superseded = len(stored) - len(rows)

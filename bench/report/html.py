@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from bench.report.board import Board, Cell, hparams_text, pivot, status_text
+from bench.report.text import clean_text
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -50,7 +51,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
 
 
 def esc(text) -> str:
-    return html.escape(str(text), quote=True)
+    return html.escape(clean_text(text), quote=True)
 
 
 def cell_html(cell: Cell) -> str:

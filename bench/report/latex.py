@@ -4,6 +4,7 @@ document that compiles with a stock LaTeX install (article, booktabs, graphicx).
 environment into a paper as it is.
 """
 from bench.report.board import Board, Cell, hparams_text, pivot
+from bench.report.text import clean_text
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
                   "#": r"\#", "^": r"\textasciicircum{}", "_": r"\_", "%": r"\%",
@@ -15,7 +16,7 @@ PAPER_COLUMNS = ("nfe", "time_ms", "memory_mib")   # besides the quality metrics
 def escape(text) -> str:
     """Every character LaTeX treats specially becomes its text form; non-ASCII characters that
     a stock pdflatex cannot typeset become '?'."""
-    out = "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+    out = "".join(LATEX_SPECIALS.get(ch, ch) for ch in clean_text(text))
     return out.encode("ascii", "replace").decode("ascii")
 
 

@@ -1,12 +1,21 @@
-"""leaderboard.md: GitHub-flavoured Markdown. User strings are HTML-escaped (Markdown viewers
-render inline HTML) and their pipes escaped (they would split a table cell)."""
+"""leaderboard.md: GitHub-flavoured Markdown. A user string can never become live Markdown: it
+is cleaned of breaks and invisible characters, HTML-escaped (viewers render inline HTML), and
+every character that starts inline Markdown (link and image brackets, emphasis, code, strike,
+table pipes, backslashes) is backslash-escaped; URLs are broken so that no autolink forms."""
 import html
+import re
 
 from bench.report.board import Board, Cell, hparams_text, pivot, status_text
+from bench.report.text import clean_text
+
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|~])")
+AUTOLINK = re.compile(r"(?i)(://|www\.)")
 
 
 def escape(text) -> str:
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("*", "\\*")
+    text = html.escape(clean_text(text), quote=False)
+    text = MARKDOWN_SPECIALS.sub(r"\\\1", text)
+    return AUTOLINK.sub(lambda m: m.group(1).replace("/", "\\/").replace(".", "\\."), text)
 
 
 def cell_text(cell: Cell) -> str:

@@ -16,7 +16,8 @@ from bench.checkpoints import checkpoint_exists, load_checkpoint
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
 from bench.paths import cache_dir, checkpoint_folders, ensure_writable
-from bench.precision import PRECISIONS, cpu_bf16_support, resolve_precision, step_timer
+import bench.precision
+from bench.precision import PRECISIONS, resolve_precision, step_timer
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 from bench.registry import Registry, validate_number
 from bench.training import TrainBudget, train
@@ -192,16 +193,19 @@ def model_folder_name(recipe: ModelRecipe, dataset: ImageDataset) -> str:
 
 def find_model(recipe: ModelRecipe, dataset: ImageDataset) -> Path | None:
     """The recipe's trained weights: published ones first, then the cache. Under precision
-    "auto" a model trained in either precision will do (the published one is what makes a
-    user's rows comparable with the leaderboards); this machine's own choice is tried first."""
+    "auto" a published model trained in either precision will do (it is what makes a user's rows
+    comparable with the leaderboards); from the cache, the one this machine would train (either,
+    when its bf16 support is unknown and deciding would take a timing probe)."""
     requested = recipe.budget.precision
-    if requested == "auto":
-        precisions = ["bf16", "fp32"] if cpu_bf16_support() == "native" else ["fp32", "bf16"]
+    support = bench.precision.cpu_bf16_support()   # looked up here, so tests can fake it
+    if requested != "auto":
+        published = cached = [requested]
     else:
-        precisions = [requested]
-    names = [model_folder_name(recipe.with_precision(p), dataset) for p in precisions]
-    for place in (0, 1):   # published, then cache
-        for name in names:
+        published = ["bf16", "fp32"] if support == "native" else ["fp32", "bf16"]
+        cached = published if support == "unknown" else published[:1]
+    for place, precisions in ((0, published), (1, cached)):
+        for precision in precisions:
+            name = model_folder_name(recipe.with_precision(precision), dataset)
             final = checkpoint_folders("models", name)[place] / "model.safetensors"
             if checkpoint_exists(final):
                 return final

@@ -133,11 +133,14 @@ def photos() -> ImageDataset:
 
 
 def _load_folder(path: Path) -> ImageDataset:
+    """Images in `path`, or in class sub-folders of it (one level: the sub-folder is the label,
+    classes numbered in sorted name order)."""
     from PIL import Image
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DiffbenchError(f"dataset folder {str(path)!r} has no PNG/JPEG images: "
                              "add images or point to another folder")
+    labels = _folder_labels(path, files)
     with Image.open(files[0]) as first:
         mode = "L" if first.mode in ("L", "1", "I;16", "I") else "RGB"
     arrays = []
@@ -148,10 +151,27 @@ def _load_folder(path: Path) -> ImageDataset:
     if len(shapes) > 1:
         raise DiffbenchError(f"dataset folder {str(path)!r} mixes image sizes {sorted(shapes)}: "
                              "resize them to one size")
-    return from_uint8(_user_name(path), np.stack(arrays), None)
+    return from_uint8(_user_name(path), np.stack(arrays), labels)
+
+
+def _folder_labels(root: Path, files: list[Path]) -> np.ndarray | None:
+    depths = {len(f.relative_to(root).parts) for f in files}
+    if depths == {1}:
+        return None
+    if depths != {2}:
+        raise DiffbenchError(f"dataset folder {str(root)!r} mixes images at different depths: put "
+                             "every image in a class sub-folder (one level) or all in the folder itself")
+    classes = sorted({f.parent.name for f in files})
+    return np.array([classes.index(f.parent.name) for f in files])
+
+
+NPZ_RANGES = {(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)}
 
 
 def _load_npz(path: Path) -> ImageDataset:
+    """Images as uint8 (0-255), any integer type within 0-255, or floats with their range
+    declared in a `value_range` array ([0, 1], [-1, 1] or [0, 255]): a float array alone is
+    ambiguous ([0, 1] read as [-1, 1] turns black to grey) and is refused."""
     try:
         with np.load(path, allow_pickle=False) as data:
             key = next((k for k in ("images", "x", "arr_0") if k in data), None)
@@ -160,16 +180,31 @@ def _load_npz(path: Path) -> ImageDataset:
                                      "'x' or 'arr_0': save the images under one of those names")
             pixels = data[key]
             labels = next((data[k] for k in ("labels", "y") if k in data), None)
-    except (OSError, ValueError) as err:
+            declared = tuple(float(v) for v in data["value_range"]) if "value_range" in data else None
+    except (OSError, ValueError, TypeError) as err:
         raise DiffbenchError(f"dataset file {str(path)!r} is not a readable .npz ({err})") from None
-    if pixels.dtype != np.uint8:
-        if pixels.min() < -1.0 - 1e-6 or pixels.max() > 1.0 + 1e-6:
-            raise DiffbenchError(f"dataset file {str(path)!r}: float images must lie in [-1, 1] "
-                                 "(or store uint8 pixels)")
-        pixels = np.round((pixels.astype(np.float64) + 1) * 127.5).astype(np.uint8)
+    pixels = _to_uint8(pixels, declared, str(path))
     if pixels.ndim == 4 and pixels.shape[1] in (1, 3) and pixels.shape[-1] not in (1, 3):
         pixels = pixels.transpose(0, 2, 3, 1)
     return from_uint8(_user_name(path), pixels, labels)
+
+
+def _to_uint8(pixels: np.ndarray, declared: tuple | None, where: str) -> np.ndarray:
+    if np.issubdtype(pixels.dtype, np.integer) and declared in (None, (0.0, 255.0)):
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 255):
+            raise DiffbenchError(f"dataset file {where!r}: integer images must lie in 0-255")
+        return pixels.astype(np.uint8)
+    if declared not in NPZ_RANGES:
+        raise DiffbenchError(
+            f"dataset file {where!r}: {pixels.dtype} images need their value range declared: save "
+            "value_range=[0, 1], [-1, 1] or [0, 255] beside them (np.savez(..., images=x, "
+            "value_range=[0, 1])), or store uint8 pixels")
+    low, high = declared
+    pixels = pixels.astype(np.float64)
+    if not np.isfinite(pixels).all() or pixels.min() < low - 1e-6 or pixels.max() > high + 1e-6:
+        raise DiffbenchError(f"dataset file {where!r}: images fall outside their declared "
+                             f"value_range [{low:g}, {high:g}] or are not finite")
+    return np.round((pixels - low) / (high - low) * 255).astype(np.uint8)
 
 
 def _user_name(path: Path) -> str:

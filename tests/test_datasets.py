@@ -49,3 +49,47 @@ def test_content_hash_changes_with_pixels(tmp_path):
     pixels[0, 0, 0] = 1
     np.savez(b, images=pixels)
     assert load_dataset(str(a)).content_hash != load_dataset(str(b)).content_hash
+
+
+@pytest.mark.parametrize("value_range, values", [([0, 1], [0.0, 1.0]), ([-1, 1], [-1.0, 1.0]),
+                                                  ([0, 255], [0.0, 255.0])])
+def test_float_npz_is_read_in_its_declared_range(tmp_path, value_range, values):
+    path = tmp_path / "f.npz"
+    images = np.zeros((4, 3, 3))
+    images[:2], images[2:] = values
+    np.savez(path, images=images, value_range=value_range)
+    pixels = (load_dataset(str(path)).images + 1) * 127.5
+    assert pixels.min() == 0 and pixels.max() == 255     # black stays black, white stays white
+
+
+@pytest.mark.parametrize("images, extra, message", [
+    (np.full((4, 3, 3), 0.5), {}, "need their value range declared"),
+    (np.full((4, 3, 3), 0.5), {"value_range": [0, 2]}, "need their value range declared"),
+    (np.full((4, 3, 3), 1.5), {"value_range": [0, 1]}, "outside their declared value_range"),
+    (np.full((4, 3, 3), np.nan), {"value_range": [0, 1]}, "not finite"),
+    (np.full((4, 3, 3), 300, dtype=np.int64), {}, "integer images must lie in 0-255"),
+])
+def test_an_ambiguous_or_out_of_range_npz_is_refused(tmp_path, images, extra, message):
+    path = tmp_path / "bad.npz"
+    np.savez(path, images=images, **extra)
+    with pytest.raises(DiffbenchError, match=message):
+        load_dataset(str(path))
+
+
+def test_class_sub_folders_become_labels(tmp_path):
+    for label, name in enumerate(["cat", "dog", "eel"]):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((6, 6), 40 * label, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    data = load_dataset(str(tmp_path))
+    assert data.num_classes == 3 and sorted(data.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert all(int(data.images[i].max() * 127.5 + 127.5 + 0.5) == 40 * int(data.labels[i])
+               for i in range(6))
+
+
+def test_images_at_two_depths_are_refused(tmp_path):
+    (tmp_path / "cat").mkdir()
+    Image.fromarray(np.zeros((6, 6), dtype=np.uint8)).save(tmp_path / "cat" / "0.png")
+    Image.fromarray(np.zeros((6, 6), dtype=np.uint8)).save(tmp_path / "loose.png")
+    with pytest.raises(DiffbenchError, match="different depths"):
+        load_dataset(str(tmp_path))

@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from bench.errors import DiffbenchError
-from bench.paths import atomic_write
+from bench.paths import atomic_write, published_models_dir
 
 log = logging.getLogger("diffbench")
 
@@ -42,6 +42,9 @@ def load_checkpoint(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dic
     """Load and verify a checkpoint; any damage is a one-line error saying what to delete."""
     path = Path(path)
     fix = f"delete {str(path.parent)!r} and run again to rebuild it"
+    if published_models_dir().resolve() in path.resolve().parents:   # retraining would not match
+        fix = (f"restore the published weights (git checkout -- {str(path.parent)!r}); do not "
+               "delete them, a retrained model would not match the published rows")
     try:
         meta = json.loads(sidecar_path(path).read_text())
         data = path.read_bytes()

@@ -1,0 +1,62 @@
+"""The weights behind the published leaderboards ship in results/published/models/: each is
+intact, and a published suite finds every model it needs there (so a user's new cell shares the
+published rows' checkpoint hash) without training anything."""
+import json
+
+import pytest
+
+from bench.checkpoints import load_checkpoint
+from bench.config import load_suite
+from bench.datasets import load_dataset
+from bench.paths import published_models_dir
+from bench.recipes import find_model, suite_recipes
+
+SHIPPED_SUITES = ["quick"]       # suites whose every model (and LeNet) is in the published folder
+SIZE_BUDGET_MB = 45
+
+
+def published_weights():
+    return sorted(published_models_dir().glob("*/model.safetensors"))
+
+
+@pytest.mark.parametrize("weights", published_weights(), ids=lambda p: p.parent.name)
+def test_each_published_weights_file_matches_its_sidecar(weights):
+    tensors, meta = load_checkpoint(weights, "published")
+    assert tensors and meta["precision"] in ("fp32", "bf16") and meta["torch"]
+    assert weights.parent.name.endswith(meta.get("cache_key", weights.parent.name[-16:]))
+
+
+@pytest.mark.parametrize("suite", SHIPPED_SUITES)
+def test_a_published_suite_finds_every_model_in_the_published_folder(suite):
+    config = load_suite(suite)
+    dataset = load_dataset(config.dataset)
+    for kind, recipe in suite_recipes(config).items():
+        found = find_model(recipe.for_dataset(dataset), dataset)
+        assert found is not None and found.parent.parent == published_models_dir(), kind
+
+
+@pytest.mark.parametrize("suite", SHIPPED_SUITES)
+def test_the_published_rows_were_made_with_the_shipped_weights(suite):
+    from bench.paths import REPO_ROOT
+    shipped = {json.loads(p.with_name(p.name + ".json").read_text())["sha256"] for p in published_weights()}
+    rows = (REPO_ROOT / "results" / "published" / suite / "rows.jsonl").read_text().splitlines()
+    used = {json.loads(r)["model"]["checkpoint_sha256"] for r in rows if json.loads(r).get("model")}
+    assert used and used <= shipped
+
+
+def test_the_published_set_stays_small():
+    total = sum(p.stat().st_size for p in published_models_dir().rglob("*") if p.is_file())
+    assert total < SIZE_BUDGET_MB * 2**20
+
+
+def test_a_damaged_published_file_says_restore_not_delete(tmp_path, monkeypatch):
+    from bench.errors import DiffbenchError
+    source = published_weights()[0]
+    target = tmp_path / source.parent.name
+    target.mkdir()
+    (target / source.name).write_bytes(source.read_bytes()[:-10] + b"0123456789")
+    (target / (source.name + ".json")).write_bytes(source.with_name(source.name + ".json").read_bytes())
+    monkeypatch.setenv("DIFFBENCH_PUBLISHED_MODELS", str(tmp_path))
+    with pytest.raises(DiffbenchError, match="git checkout") as info:
+        load_checkpoint(target / source.name, "published")
+    assert "do not delete" in str(info.value)

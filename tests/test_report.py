@@ -154,7 +154,7 @@ def test_newest_row_of_a_cell_is_reported(tmp_path):
 def test_a_metric_present_in_some_rows_gets_its_column_and_a_note(tmp_path):
     out = render(tmp_path, row("a", "ddim-cfg", 10, 5.0, 0.2, class_acc=0.9), row("b", "ddim", 10, 6.0, 0.2))
     text = (out / "leaderboard.md").read_text()
-    assert "class acc ↑" in text and "**0.900**" in text and "class_acc is in 1 of 2 rows" in text
+    assert "class acc ↑" in text and "**0.900**" in text and "class\\_acc is in 1 of 2 rows" in text
 
 
 @pytest.mark.parametrize("rows, note", [

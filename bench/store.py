@@ -221,12 +221,15 @@ def read_rows(path: Path) -> tuple[list[dict], list[str]]:
 
 def latest_per_cell(rows: list[dict]) -> list[dict]:
     """The newest row of each cell, by `created_at` and then file order (two runs, or a merged
-    file, may hold several rows of one cell: all are kept, the newest is shown)."""
-    order = sorted(range(len(rows)), key=lambda i: (str(rows[i].get("created_at") or ""), i))
-    latest: dict[str, int] = {}
-    for index in order:
-        latest[rows[index]["cell_key"]] = index
-    return [rows[index] for index in sorted(latest.values())]
+    file, may hold several rows of one cell: all are kept, the newest is shown), in the order
+    the cells first appear."""
+    newest: dict[str, int] = {}
+    for index in sorted(range(len(rows)), key=lambda i: (str(rows[i].get("created_at") or ""), i)):
+        newest[rows[index]["cell_key"]] = index
+    first = {}
+    for index, row in enumerate(rows):
+        first.setdefault(row["cell_key"], index)
+    return [rows[newest[key]] for key in sorted(newest, key=first.get)]
 
 
 def to_dataframe(rows: list[dict]) -> pd.DataFrame:

@@ -4,10 +4,11 @@ import pytest
 
 from bench.errors import DiffbenchError
 from bench.store import ResultStore, finite_or_none, latest_per_cell, read_rows, to_dataframe
+from tests.report_rows import row as report_row
 
 
 def row(key, status="ok", fid=1.0):
-    return {"cell_key": key, "status": status, "metrics": {"fid": {"value": fid}}}
+    return report_row(key, "ddim", 10, fid, 0.2, status=status)
 
 
 def test_appended_rows_read_back_with_checksums(tmp_path):
@@ -77,6 +78,12 @@ def test_nan_cannot_be_written(tmp_path):
 def test_latest_row_per_cell_wins(tmp_path):
     rows = [row("a", fid=1.0), row("b"), row("a", fid=2.0)]
     assert [r["metrics"]["fid"]["value"] for r in latest_per_cell(rows)] == [2.0, 1.0]
+
+
+def test_the_newest_row_by_creation_time_wins_over_file_order():
+    older, newer = row("a", fid=1.0), row("a", fid=2.0)
+    older["created_at"], newer["created_at"] = "2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"
+    assert [r["metrics"]["fid"]["value"] for r in latest_per_cell([newer, older])] == [2.0]
 
 
 def test_dataframe_flattens_nested_fields():

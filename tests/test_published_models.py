@@ -11,7 +11,7 @@ from bench.datasets import load_dataset
 from bench.paths import published_models_dir
 from bench.recipes import find_model, suite_recipes
 
-SHIPPED_SUITES = ["quick"]       # suites whose every model (and LeNet) is in the published folder
+SHIPPED_SUITES = ["quick", "mnist-sr"]      # suites whose every model (and LeNet) is in the published folder
 SIZE_BUDGET_MB = 45
 
 

@@ -8,6 +8,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v pdflatex >/dev/null || missing+=(texlive-latex-base)
 kpsewhich booktabs.sty >/dev/null 2>&1 || missing+=(texlive-latex-recommended)
+kpsewhich lmodern.sty >/dev/null 2>&1 || missing+=(lmodern)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -76,7 +76,9 @@ def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
 
 
 def document(suite: str, boards: list[Board], hardware: str, notes: list[str]) -> str:
-    lines = [r"\documentclass{article}", r"\usepackage[T1]{fontenc}", r"\usepackage{booktabs}",
+    lines = [r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
+             r"\usepackage{lmodern}",   # scalable Type 1 fonts, not T1 bitmaps (Type 3)
+             r"\usepackage{booktabs}",
              r"\usepackage{graphicx}", r"\usepackage[margin=2cm]{geometry}", r"\begin{document}",
              rf"\section*{{diffbench: {escape(suite)}}}", ""]
     lines += [escape(note) + "\n" for note in notes]

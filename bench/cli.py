@@ -12,7 +12,8 @@ from bench.errors import DiffbenchError
 EPILOG = """examples:
   diffbench run quick                 run the default suite, then render its report
   diffbench run my-suite.toml         run a suite from a TOML file
-  diffbench ls methods                list registered methods
+  diffbench ls methods                list registered methods and where each comes from
+  diffbench run my-suite.toml --plugin my_sampler.py   with methods from a plugin file
   diffbench report quick              re-render reports/quick/ from stored rows
   diffbench report quick --against results/published/quick   changes against a baseline
   diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="I/N", type=parse_shard,
                      help="run only shard I of N (0-based: every N-th cell from the I-th) into "
                           "results/<suite>/rows.shard-I-of-N.jsonl; combine with `diffbench merge`")
+    _add_plugin(run)
     run.add_argument("--inception-weights", metavar="PATH",
                      help="torch-fidelity Inception weights file (.pth or .safetensors) for "
                           "feature_extractor = \"inception\"; overrides the suite's")
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls = commands.add_parser("ls", help="list registered things",
                              epilog="example: diffbench ls methods")
     ls.add_argument("what", choices=["methods", "datasets", "metrics", "suites", "recipes"])
+    _add_plugin(ls)
 
     report = commands.add_parser("report", help="render reports/<suite>/ from stored rows",
                                  epilog="example: diffbench report quick")
@@ -78,7 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", help="dataset for a template recipe (default: mnist5k)")
     train.add_argument("--scale", type=int, default=4,
                        help="super-resolution factor for a superres recipe (default: 4)")
+    _add_plugin(train)
     return parser
+
+
+def _add_plugin(parser):
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help="load a plugin (a module name or a .py file) that registers methods, "
+                             "objectives, recipes, datasets or metrics; repeatable")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -108,7 +118,8 @@ def cmd_run(args) -> int:
     distributed.init_from_environment()
     main_process = distributed.is_main()
     try:
-        config = load_suite(args.suite, inception_weights=args.inception_weights)
+        config = load_suite(args.suite, inception_weights=args.inception_weights,
+                            plugins=args.plugin)
         if main_process and not (args.shard or args.no_report):   # found now, not after the run
             ensure_writable(args.reports_dir, "reports folder",
                             "fix its permissions, free disk space or pass --reports-dir")
@@ -132,22 +143,27 @@ def cmd_run(args) -> int:
 
 
 def cmd_ls(args) -> int:
+    from bench.plugins import load_plugins
+    load_plugins(args.plugin)
     if args.what == "methods":
         from methods import METHODS
         for name, m in METHODS.items():
-            print(f"{name:24s} {m.task:9s} model={m.model or '-':6s} v{m.version}  {m.paper}")
+            print(f"{name:32s} {m.task:9s} model={m.model or '-':9s} v{m.version:16s} "
+                  f"{METHODS.origin(name)!s:12s} {m.paper}")
     elif args.what == "datasets":
         from bench.datasets import DATASETS
         for name, loader in DATASETS.items():
-            print(f"{name:24s} {(loader.__doc__ or '').strip().splitlines()[0]}")
+            print(f"{name:24s} {DATASETS.origin(name)!s:12s} "
+                  f"{((loader.__doc__ or '').strip().splitlines() or [''])[0]}")
     elif args.what == "metrics":
         from bench.metrics import METRICS
         for name, m in METRICS.items():
-            print(f"{name:24s} {'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
+            print(f"{name:24s} {METRICS.origin(name)!s:12s} "
+                  f"{'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
     elif args.what == "recipes":
         from bench.recipes import RECIPES
         for name, r in RECIPES.items():
-            print(f"{name:24s} model={r.model} objective={r.objective} "
+            print(f"{name:24s} {RECIPES.origin(name)!s:12s} model={r.model} objective={r.objective} "
                   f"dataset={r.dataset or '(suite dataset)'} steps={r.budget.steps}")
     else:
         from bench.config import SUITE_DIRS
@@ -164,7 +180,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from bench.plugins import load_plugins
     from bench.recipes import ensure_trained, resolve_recipe, RECIPES
+    load_plugins(args.plugin)
     recipe = RECIPES.get(args.recipe)
     dataset = args.dataset or recipe.dataset or "mnist5k"
     model = ensure_trained(resolve_recipe(args.recipe, dataset, "--dataset", args.scale))

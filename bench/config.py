@@ -55,6 +55,7 @@ class SuiteConfig:
     profile: bool = False          # torch.profiler breakdown of one extra batch per cell
     compile: bool = False          # torch.compile the denoiser (compiled during the warm-up)
     superres_scale: int = 4        # LR = HR downsampled by this factor (superres cells)
+    plugins: tuple[str, ...] = ()  # modules or .py files (relative to the suite) loaded first
     models: tuple[tuple[str, ModelSpec], ...] = ()
     cells: tuple[CellSpec, ...] = ()
 
@@ -100,8 +101,10 @@ def find_suite(spec: str) -> Path:
                          "(or give a path to a .toml file)")
 
 
-def load_suite(spec: str, inception_weights: str | None = None) -> SuiteConfig:
-    """The validated suite; `inception_weights` (from the command line) overrides its key."""
+def load_suite(spec: str, inception_weights: str | None = None, plugins=()) -> SuiteConfig:
+    """The validated suite; `inception_weights` (from the command line) overrides its key and
+    `plugins` (from the command line, relative to the working directory) load before the
+    suite's own, all before anything is validated."""
     path = find_suite(spec)
     where = str(path)
     try:
@@ -112,7 +115,16 @@ def load_suite(spec: str, inception_weights: str | None = None) -> SuiteConfig:
         raise DiffbenchError(f"{where}: cannot read suite file ({err})") from None
     if inception_weights:
         data.setdefault("suite", {})["inception_weights"] = str(Path(inception_weights).resolve())
+    load_suite_plugins(data, path, plugins)
     return parse_suite(data, path)
+
+
+def load_suite_plugins(data: dict, path: Path, extra=()) -> None:
+    from bench.plugins import load_plugins
+    written = _table(data.get("suite", {}), "[suite]", str(path)).get("plugins", [])
+    written = _check_type(written, (), f"{path}: [suite].plugins")
+    load_plugins(extra)
+    load_plugins(written, base=path.parent)
 
 
 def parse_suite(data: dict, path: Path) -> SuiteConfig:

@@ -93,6 +93,9 @@ class ModelRecipe:
         if self.superres:
             spec["superres"] = {"scale": self.superres_scale, "degradation": DEGRADATION}
         spec["budget"].pop("checkpoint_every")  # how often we save does not change the model
+        objective_source = OBJECTIVES.origin(self.objective).source_sha256
+        if objective_source:   # a plugin's objective: editing it trains a new model
+            spec["objective_source_sha256"] = objective_source
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,5 +1,12 @@
 """One small registry class (after lm-eval-harness): decorator registration, strict names; and
-the checks every user-written name and number passes before it is used."""
+the checks every user-written name and number passes before it is used.
+
+Every entry remembers where it came from (built-in, or the plugin that was loading when it was
+registered), so listings can say so and a plugin's entries can carry its source hash.
+"""
+import contextlib
+import contextvars
+import dataclasses
 import math
 import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -32,10 +39,46 @@ def validate_number(value, what: str, low=None, high=None, integer: bool = False
     return value
 
 
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """Where a registered entry came from: "built-in", or a plugin ("file", "module" or
+    "entry point") with its name and the sha256 of its source."""
+    kind: str = "built-in"
+    name: str = ""
+    source_sha256: str = ""
+
+    def __str__(self) -> str:
+        return self.kind if not self.name else f"{self.kind} {self.name}"
+
+
+BUILT_IN = Origin()
+
+
+class NameTaken(ValueError):
+    """A registration under a name that is already registered."""
+
+_LOADING: contextvars.ContextVar[Origin] = contextvars.ContextVar("loading", default=BUILT_IN)
+
+
+@contextlib.contextmanager
+def registering_from(origin: Origin):
+    """Entries registered inside this block come from `origin` (a plugin being loaded)."""
+    token = _LOADING.set(origin)
+    try:
+        yield origin
+    finally:
+        _LOADING.reset(token)
+
+
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """Named entries; `stamp(entry, origin)` may return an adjusted entry for one that comes
+    from a plugin (methods carry the plugin's source hash in their version)."""
+
+    def __init__(self, kind: str, stamp: Callable[[T, Origin], T] | None = None):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._origins: dict[str, Origin] = {}
+        self._stamp = stamp
 
     def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
         """`@registry.register("name")` or `registry.register("name", entry)`."""
@@ -43,14 +86,27 @@ class Registry(Generic[T]):
 
         def add(obj: T) -> T:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise NameTaken(f"{self.kind} {name!r} is already registered "
+                                 f"({self._origins[name]})")
+            origin = _LOADING.get()
+            if self._stamp is not None and origin != BUILT_IN:
+                obj = self._stamp(obj, origin)
             self._entries[name] = obj
+            self._origins[name] = origin
             return obj
 
         return add(entry) if entry is not None else add
 
     def unregister(self, name: str) -> None:
         del self._entries[name]
+        del self._origins[name]
+
+    def origin(self, name: str) -> Origin:
+        self.get(name)
+        return self._origins[name]
+
+    def names_from(self, origin: Origin) -> list[str]:
+        return sorted(name for name, o in self._origins.items() if o == origin)
 
     def get(self, name: str) -> T:
         try:

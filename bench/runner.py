@@ -23,6 +23,7 @@ from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, f
                            load_extractor, protocol_fingerprint, reference_features,
                            reference_statistics)
 from bench.paths import cache_dir, ensure_writable
+from bench.plugins import loaded_sources
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, suite_recipes
@@ -74,6 +75,7 @@ def resolved_config(config: SuiteConfig, models: dict[str, LoadedModel]) -> dict
                              "checkpoint_sha256": m.checkpoint_sha256,
                              "network": m.meta["network"], "budget": m.meta["budget"]}
                       for kind, m in models.items()}
+    data["plugin_sources"] = loaded_sources()
     return data
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from bench.registry import Registry, validate_number
+from bench.registry import Origin, Registry, validate_number
 
 TASKS = ("generate", "superres")
 MAX_STEPS = 10_000   # any method: more steps than this is a typo, not an experiment
@@ -108,7 +108,13 @@ class Method:
             validate_number(value, what, *(limit or (None, None)))
 
 
-METHODS: Registry[Method] = Registry("method")
+def with_source_version(method: Method, origin: Origin) -> Method:
+    """A plugin's method: its version carries the plugin's source hash, so editing the plugin
+    changes every cell key of its methods and no stale row is reused."""
+    return dataclasses.replace(method, version=f"{method.version}+{origin.source_sha256[:12]}")
+
+
+METHODS: Registry[Method] = Registry("method", stamp=with_source_version)
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
 

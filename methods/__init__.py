@@ -3,7 +3,9 @@
 Importing this package registers every method and objective.
 """
 from methods import ddim, ddpm, edm, flow, guidance, superres  # noqa: F401  (registration side effects)
-from methods.base import METHODS, OBJECTIVES, Method, Objective, PerSampleRNG
+from methods.base import (METHODS, OBJECTIVES, Denoiser, Method, Objective, PerSampleRNG, Sampler,
+                          Schedule, register_method)
 from methods.networks import UNet, UNetConfig
 
-__all__ = ["METHODS", "OBJECTIVES", "Method", "Objective", "PerSampleRNG", "UNet", "UNetConfig"]
+__all__ = ["METHODS", "OBJECTIVES", "Denoiser", "Method", "Objective", "PerSampleRNG", "Sampler",
+           "Schedule", "UNet", "UNetConfig", "register_method"]

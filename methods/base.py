@@ -1,9 +1,10 @@
-"""The contracts every method shares: per-sample randomness, method and objective entries."""
+"""The contracts every method shares, and a plugin author codes against: the Denoiser, the
+sampler and schedule signatures, per-sample randomness, and the method and objective entries."""
 import dataclasses
 import hashlib
 import inspect
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 
@@ -38,6 +39,42 @@ class PerSampleRNG:
         return self.randn(tuple(x.shape[1:]), dtype=x.dtype)
 
 
+@runtime_checkable
+class Denoiser(Protocol):
+    """D(x, sigma, cond) -> x0_hat for x = x0 + sigma * n (EDM's form; k-diffusion's
+    `model(x, sigma, **extra_args)`). `sigma` is a scalar or one value per sample; `cond` is None
+    or a dict that may hold "labels" (class indices, with "null_label" for the unconditional
+    one) and "lowres" (the upsampled low-resolution image). A network trained on a discrete
+    schedule also exposes its training noise levels as `sigmas` (ascending), which discrete-time
+    samplers respace."""
+    sigma_min: float
+    sigma_max: float
+    sigma_data: float
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor | float,
+                 cond: dict | None = None) -> torch.Tensor: ...
+
+
+class Sampler(Protocol):
+    """`@torch.no_grad()` sample_<name>(denoiser, x, sigmas, *, rng, cond=None, callback=None,
+    **hparams) -> samples. `x` is unit-variance noise (scale it by sigmas[0]); `sigmas` are the
+    schedule's n + 1 noise levels ending in 0; every random draw goes through `rng`
+    (`PerSampleRNG.randn_like`), never the global RNG; `callback` (if given) receives
+    {"i", "x", "sigma", "denoised"} once a step. Keyword-only arguments beyond these are the
+    method's hyper-parameters, and their defaults its paper's."""
+
+    def __call__(self, denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *,
+                 rng: "PerSampleRNG", cond: dict | None = None,
+                 callback: Callable[[dict], None] | None = None, **hparams) -> torch.Tensor: ...
+
+
+class Schedule(Protocol):
+    """schedule(denoiser, steps, **hparams) -> steps + 1 sigmas (float64), descending from the
+    first noise level to 0, clamped to [denoiser.sigma_min, denoiser.sigma_max]."""
+
+    def __call__(self, denoiser: Denoiser, steps: int, **hparams) -> torch.Tensor: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
     """A training objective: its loss, and how a network trained with it becomes a Denoiser."""
@@ -53,8 +90,8 @@ class Method:
     family: str
     task: str
     model: str | None                           # the model kind it needs (None: no network)
-    sampler: Callable[..., torch.Tensor]
-    schedule: Callable[..., torch.Tensor]       # schedule(denoiser, steps, **kw) -> n+1 sigmas
+    sampler: Sampler
+    schedule: Schedule
     defaults: Mapping[str, Any]
     version: str
     expected_nfe: Callable[[int], int]          # for planning only: NFE is always measured

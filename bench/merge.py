@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import DiffbenchError
-from bench.store import COMPLETED, ResultStore, read_rows
+from bench.rows import COMPLETED
+from bench.store import ResultStore, read_rows
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class MergeOutcome:
 
 
 def read_intact(path: Path) -> list[dict]:
-    rows, problems = read_rows(path)
+    rows, problems = read_rows(path, as_stored=True)   # appended as they are
     if problems:
         raise DiffbenchError(f"{problems[0]}; nothing merged: restore the file or delete the "
                              "damaged line, then merge again")

@@ -31,12 +31,12 @@ from bench.distributed import broadcast_from_main, gather_on_main, is_main, main
 from bench.errors import DiffbenchError, StorageError
 from bench.samples import save_grid
 from bench.scoring import BatchScores, CellScorer, Reference
-from bench.store import ROWS_FILE, ResultStore, canonical_json, finite_only, finite_or_none, shard_file
+from bench.rows import metric_entry, new_row
+from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 from methods import METHODS, PerSampleRNG
 
 log = logging.getLogger("diffbench")
-ROW_VERSION = 1
 
 
 @dataclasses.dataclass
@@ -211,7 +211,7 @@ def summarise(row: dict) -> str:
         return f"{row['status']}: {row['message']}"
     scores = " ".join(f"{name}={m['value']:.4g}" if m["value"] is not None
                       else f"{name}=null ({m['flag']})" for name, m in row["metrics"].items())
-    overhead = (row.get("overhead") or {}).get("ratio")
+    overhead = row["overhead"] and row["overhead"]["ratio"]
     return (f"NFE={row['nfe']} {scores} time/img={row['time_per_image_s']['median'] * 1e3:.2f} ms"
             + (f" overhead={overhead:.3f} (in situ {row['overhead']['ratio_in_situ']:.3f})"
                if overhead and row["overhead"].get("ratio_in_situ") else ""))
@@ -246,29 +246,19 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
     dataset = load_dataset(config.dataset)
     protocol = ctx.protocols[method.task]
     checkpoint = model and model.checkpoint_sha256
-    return {
-        "row_version": ROW_VERSION, "suite": config.name, "cell_key": key,
-        "method": method.name, "method_version": method.version, "family": method.family,
-        "task": method.task, "paper": method.paper, "steps": cell.steps, "hparams": hparams,
-        "label": cell.label,
-        "model": model and {"recipe": model.recipe.name, "cache_key": model.meta["cache_key"],
-                            "checkpoint_sha256": checkpoint},
-        "num_parameters": model.num_parameters if model else 0,
-        "dataset": dataset.name, "dataset_hash": dataset.content_hash,
-        "n_samples": config.n_samples, "seed": config.seed,
-        "seed_range": [0, config.n_samples], "batch_size": config.batch_size,
-        "nfe": None, "metrics": {}, "time_per_image_s": None, "throughput_images_per_s": None,
-        "memory": None, "flops_per_image": None, "samples_grid": None, "overhead": None,
-        "profile": None, "compiled": config.compile,
-        "status": "ok", "message": None,
-        "protocol": protocol, "protocol_fingerprint": protocol_fingerprint(protocol),
-        "provenance": {**ctx.provenance, "dataset_hash": dataset.content_hash,
-                       "checkpoint_sha256": checkpoint,
-                       "extractor": ctx.extractor.name,
-                       "extractor_weights_sha256": ctx.extractor.weights_sha256,
-                       "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
-        "created_at": utc_now(),
-    }
+    return new_row(
+        suite=config.name, cell_key=key, method=method, steps=cell.steps, hparams=hparams,
+        label=cell.label, model=model and {"recipe": model.recipe.name,
+                                           "cache_key": model.meta["cache_key"],
+                                           "checkpoint_sha256": checkpoint},
+        num_parameters=model.num_parameters if model else 0, dataset=dataset,
+        n_samples=config.n_samples, seed=config.seed, batch_size=config.batch_size,
+        protocol=protocol, protocol_fingerprint=protocol_fingerprint(protocol),
+        provenance={**ctx.provenance, "dataset_hash": dataset.content_hash,
+                    "checkpoint_sha256": checkpoint, "extractor": ctx.extractor.name,
+                    "extractor_weights_sha256": ctx.extractor.weights_sha256,
+                    "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
+        compiled=config.compile, created_at=utc_now())
 
 
 def class_labels(model: LoadedModel | None, indices) -> torch.Tensor | None:
@@ -336,9 +326,7 @@ def profile_cell(ctx, method, hparams, model, steps) -> dict:
 
 
 def metric(name: str, value, uncertainty=None) -> dict:
-    value, flag = finite_or_none(value)
-    return {"value": value, "flag": flag, "higher_is_better": METRICS.get(name).higher_is_better,
-            "uncertainty": finite_only(uncertainty)}
+    return metric_entry(value, METRICS.get(name).higher_is_better, uncertainty)
 
 
 def scorer_for(ctx, method) -> CellScorer:

@@ -15,6 +15,7 @@ from pathlib import Path
 from scipy.stats import mannwhitneyu
 
 from bench.errors import DiffbenchError
+from bench.rows import Row
 from bench.store import read_rows
 
 MIN_EFFECT = 0.05
@@ -57,8 +58,8 @@ def load_pytest_benchmark(path: Path, document: dict) -> Timings:
     return Timings(str(path), _pytest_machine(document.get("machine_info") or {}), rounds)
 
 
-def _results_machine(row: dict) -> dict:
-    p = row.get("provenance") or {}
+def _results_machine(row: Row) -> dict:
+    p = row["provenance"]
     return {k: p.get(k) for k in ("device", "device_name", "num_threads", "torch", "cuda")}
 
 
@@ -68,10 +69,10 @@ def load_results(path: Path) -> Timings:
         raise DiffbenchError(f"{problems[0]}: repair or drop the damaged row before comparing")
     rounds, machines = {}, set()
     for row in rows:
-        timing = (row.get("time_per_image_s") or {}).get("rounds")
-        if row.get("status") == "ok" and timing:
-            hparams = json.dumps(row.get("hparams") or {}, sort_keys=True)
-            name = f"{row.get('suite')}/{row.get('label')} {hparams}/steps={row.get('steps')}"
+        timing = row["time_per_image_s"] and row["time_per_image_s"].get("rounds")
+        if row["status"] == "ok" and timing:
+            hparams = json.dumps(row["hparams"], sort_keys=True)
+            name = f"{row['suite']}/{row['label']} {hparams}/steps={row['steps']}"
             rounds[name] = [float(t) for t in timing]
             machines.add(json.dumps(_results_machine(row), sort_keys=True))
     if len(machines) > 1:

@@ -12,8 +12,6 @@ import errno
 import fcntl
 import hashlib
 import json
-import math
-import numbers
 import os
 from pathlib import Path
 from typing import Any
@@ -23,25 +21,9 @@ import pandas as pd
 from bench.errors import DiffbenchError
 from bench.paths import atomic_write, ensure_writable
 from bench.registry import validate_name
+from bench.rows import COMPLETED, Row, complete, row_problem
 
 ROWS_FILE = "rows.jsonl"
-COMPLETED = ("ok", "nonfinite")   # deterministic outcomes: re-running would give the same row
-STATUSES = ("ok", "error", "nonfinite")
-NUMBER = (numbers.Real,)
-NULLABLE_NUMBER = (numbers.Real, type(None))
-# The row schema: field -> the JSON types it may hold, checked on every row read. Every row has
-# the first group; the rest may be absent (older or hand-made rows) but never of another type.
-REQUIRED_FIELDS = {"cell_key": (str,), "status": (str,), "method": (str,), "label": (str,),
-                   "task": (str,), "steps": (int,), "hparams": (dict,), "metrics": (dict,),
-                   "n_samples": (int,), "seed": (int,)}
-OPTIONAL_FIELDS = {"message": (str, type(None)), "nfe": NULLABLE_NUMBER, "suite": (str,),
-                   "time_per_image_s": (dict, type(None)), "memory": (dict, type(None)),
-                   "throughput_images_per_s": NULLABLE_NUMBER, "num_parameters": NULLABLE_NUMBER,
-                   "batch_size": (int,), "dataset": (str,), "samples_grid": (str, type(None)),
-                   "protocol": (dict,), "protocol_fingerprint": (str, type(None)),
-                   "provenance": (dict,), "profile": (dict, type(None)),
-                   "overhead": (dict, type(None)), "flops_per_image": NULLABLE_NUMBER,
-                   "created_at": (str,), "model": (dict, type(None))}
 
 
 def canonical_json(value: Any) -> str:
@@ -53,59 +35,9 @@ def row_checksum(row: dict) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
 
 
-def finite_or_none(value: float | None) -> tuple[float | None, str | None]:
-    """JSON has no NaN/inf: a non-finite number is stored as null plus a flag."""
-    if value is None:
-        return None, None
-    value = float(value)
-    if math.isnan(value):
-        return None, "nan"
-    if math.isinf(value):
-        return None, "inf" if value > 0 else "-inf"
-    return value, None
-
-
-def finite_only(value):
-    """`value` with every non-finite float inside lists and dicts replaced by null."""
-    if isinstance(value, dict):
-        return {k: finite_only(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_only(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def shard_file(index: int, count: int) -> str:
     """The rows file of shard `index` (0-based) of `count`: rows.shard-<i>-of-<n>.jsonl."""
     return f"rows.shard-{index}-of-{count}.jsonl"
-
-
-def row_problem(row) -> str | None:
-    """Why a row does not fit the row schema, or None."""
-    if not isinstance(row, dict):
-        return "not a JSON object"
-    for fields, required in ((REQUIRED_FIELDS, True), (OPTIONAL_FIELDS, False)):
-        for name, types in fields.items():
-            if name not in row:
-                if required:
-                    return f"field {name!r} missing"
-                continue
-            value = row[name]
-            if isinstance(value, bool) or not isinstance(value, types):
-                return f"field {name!r} has the wrong type ({type(value).__name__})"
-    if row["status"] not in STATUSES:
-        return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
-    for name, stored in row["metrics"].items():
-        if not isinstance(stored, dict) or not isinstance(stored.get("value"), NULLABLE_NUMBER) \
-                or isinstance(stored.get("value"), bool):
-            return f"metric {name!r} has no numeric value"
-    timing = row.get("time_per_image_s") or {}
-    if not all(isinstance(timing.get(k), NULLABLE_NUMBER) for k in ("median", "iqr")):
-        return "time_per_image_s holds a non-number"
-    if row["status"] == "ok" and (not isinstance(row.get("nfe"), NUMBER) or not timing):
-        return "an ok row without nfe or time_per_image_s"
-    return None
 
 
 class ResultStore:
@@ -182,7 +114,7 @@ class ResultStore:
 
     def completed_keys(self) -> set[str]:
         rows, _ = self.read()
-        return {r["cell_key"] for r in rows if r.get("status") in COMPLETED}
+        return {r["cell_key"] for r in rows if r["status"] in COMPLETED}
 
 
 def _ends_without_newline(path: Path) -> bool:
@@ -194,8 +126,10 @@ def _ends_without_newline(path: Path) -> bool:
         return handle.read(1) != b"\n"
 
 
-def read_rows(path: Path) -> tuple[list[dict], list[str]]:
-    """All intact rows, and a description of every damaged line (which is skipped)."""
+def read_rows(path: Path, as_stored: bool = False) -> tuple[list[Row], list[str]]:
+    """All intact rows that fit the row schema (`bench.rows`), completed with their absent
+    optional fields (`as_stored`: exactly as stored, to copy them), and a description of every
+    damaged or misfit line (which is skipped)."""
     if not Path(path).is_file():
         return [], []
     rows, problems = [], []
@@ -215,7 +149,7 @@ def read_rows(path: Path) -> tuple[list[dict], list[str]]:
                 problems.append(f"{path}:{number}: row skipped, it does not fit the row schema "
                                 f"({problem})")
                 continue
-            rows.append(row)
+            rows.append(row if as_stored else complete(row))
     return rows, problems
 
 
@@ -224,7 +158,7 @@ def latest_per_cell(rows: list[dict]) -> list[dict]:
     file, may hold several rows of one cell: all are kept, the newest is shown), in the order
     the cells first appear."""
     newest: dict[str, int] = {}
-    for index in sorted(range(len(rows)), key=lambda i: (str(rows[i].get("created_at") or ""), i)):
+    for index in sorted(range(len(rows)), key=lambda i: (rows[i]["created_at"], i)):
         newest[rows[index]["cell_key"]] = index
     first = {}
     for index, row in enumerate(rows):

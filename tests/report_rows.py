@@ -1,7 +1,9 @@
-"""Result rows for report tests: the fields a report reads, with values a test chooses."""
+"""Result rows for report tests: the fields a report reads, with values a test chooses, completed
+as the store hands rows out."""
 import numpy as np
 from PIL import Image
 
+from bench.rows import complete
 from bench.store import ResultStore
 
 PROTOCOL = {"extractor": "lenet-x", "extractor_weights_sha256": "ab" * 32, "feature_layer": "fc1",
@@ -17,7 +19,7 @@ def row(key, method, nfe, fid, seconds, fingerprint="p1", status="ok", task="gen
                       "uncertainty": None if fid_error is None else {"value": fid_error}}}
     stored.update({name: {"value": value, "higher_is_better": name in ("psnr", "ssim", "class_acc")}
                    for name, value in metrics.items()})
-    return {"cell_key": key, "method": method, "label": method,
+    return complete({"cell_key": key, "method": method, "label": method,
             "hparams": {"eta": 0.0} if hparams is None else hparams, "task": task, "dataset": "x",
             "n_samples": 10, "seed": 0, "steps": nfe, "nfe": nfe, "status": status,
             "message": None if status == "ok" else "boom", "metrics": stored,
@@ -25,7 +27,7 @@ def row(key, method, nfe, fid, seconds, fingerprint="p1", status="ok", task="gen
             "throughput_images_per_s": 1 / seconds, "num_parameters": 1000,
             "memory": {"kind": "cpu_peak_rss", "peak_bytes": 2**20},
             "protocol": PROTOCOL, "protocol_fingerprint": fingerprint, "provenance": PROVENANCE,
-            "samples_grid": None}
+            "samples_grid": None})
 
 
 def store_rows(results, suite, *rows, grids=False):

@@ -3,12 +3,14 @@ import json
 import pytest
 
 from bench.errors import DiffbenchError
-from bench.store import ResultStore, finite_or_none, latest_per_cell, read_rows, to_dataframe
+from bench.rows import finite_or_none
+from bench.store import ResultStore, latest_per_cell, read_rows, to_dataframe
 from tests.report_rows import row as report_row
 
 
 def row(key, status="ok", fid=1.0):
     return report_row(key, "ddim", 10, fid, 0.2, status=status)
+
 
 
 def test_appended_rows_read_back_with_checksums(tmp_path):
@@ -97,3 +99,26 @@ def test_rows_are_single_json_lines(tmp_path):
     store.append(row("a"))
     lines = store.rows_path.read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["cell_key"] == "a"
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("metrics", {"fid": {"value": "12.3"}}, "'value' has the wrong type (str)"),
+    ("metrics", {"fid": {"value": 1.0, "uncertainty": 0.2}}, "'uncertainty' is not an object"),
+    ("time_per_image_s", {"median": 0.1, "iqr": True}, "'iqr' has the wrong type (bool)"),
+    ("model", {"recipe": "eps"}, "'cache_key' missing"),
+    ("hparams", ["eta", 0.0], "is not an object"),
+])
+def test_a_nested_misfit_is_named(field, value, problem):
+    from bench.rows import row_problem
+    stored = {**row("a"), field: value}
+    assert problem in row_problem(stored)
+
+
+def test_a_row_read_back_has_every_optional_field(tmp_path):
+    store = ResultStore(tmp_path, "s")
+    store.ensure_writable()
+    sparse = {k: v for k, v in row("a").items() if k not in ("provenance", "overhead", "memory")}
+    store.append(sparse)
+    (read,), _ = store.read()
+    assert read["provenance"] == {} and read["overhead"] is None and read["memory"] is None
+    assert read["metrics"]["fid"]["flag"] is None and read["protocol"]["reference"] == {"dataset": "x", "split": "train", "count": 5}

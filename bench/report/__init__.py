@@ -91,7 +91,7 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
     rendered.figures = draw_figures(boards, out)
     rendered.grids = copy_grids(rows, store.directory, out)
     if rendered.grids:
-        plots.sample_panels([(f"{r.get('label')}, {r.get('steps')} steps", out / path)
+        plots.sample_panels([(f"{r['label']}, {r['steps']} steps", out / path)
                              for r, path in rendered.grids], out / "samples")
     if baseline is not None:
         baseline_rows, baseline_problems = baseline
@@ -173,7 +173,7 @@ def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, st
         else:
             kinds = [("fid_vs_nfe", "FID against NFE", plots.fid_vs_nfe),
                      ("fid_vs_time", "FID against time per image, Pareto front marked", plots.fid_vs_time)]
-        if any(r.get("profile") for r in board.rows):
+        if any(r["profile"] for r in board.rows):
             kinds.append(("profile", "Profiler breakdown per cell", plots.profile_bars))
         figures[index] = []
         for stem, title, draw in kinds:
@@ -189,7 +189,7 @@ def copy_grids(rows: list[dict], results_dir: Path, out: Path) -> list[tuple[dic
     runner's own `samples/<hex>.png` is ignored (the rows file is input, not trusted)."""
     grids = []
     for row in sorted(rows, key=row_order):
-        relative = row.get("samples_grid")
+        relative = row["samples_grid"]
         if not ok(row) or not isinstance(relative, str) or not GRID_PATH.fullmatch(relative):
             continue
         source = results_dir / relative
@@ -214,8 +214,8 @@ def markdown_report(r: Rendered) -> str:
         lines += [f"![{title}]({png})\n" for title, png in r.figures.get(index, [])]
     if r.grids:
         lines += ["## Samples (the same seeds in every cell)", "", "![sample grids](samples.png)", ""]
-        lines += [f"**{esc(row.get('label'))}, {esc(row.get('steps'))} steps** (NFE "
-                  f"{esc(row.get('nfe'))})\n\n![{esc(row.get('label'))}]({path})\n" for row, path in r.grids]
+        lines += [f"**{esc(row['label'])}, {esc(row['steps'])} steps** (NFE "
+                  f"{esc(row['nfe'])})\n\n![{esc(row['label'])}]({path})\n" for row, path in r.grids]
     if r.comparison:
         lines += markdown_comparison(r)
     lines += ["## Provenance", ""] + [f"- {esc(k)}: {esc(v)}" for k, v in captions.provenance_items(r.rows)]
@@ -246,8 +246,8 @@ def html_report(r: Rendered, out: Path) -> str:
         sections.append(html.section(board.title, content))
     if r.grids:
         sections.append(html.section("Samples (the same seeds in every cell)", "".join(
-            html.figure(out / path, f"{row.get('label')} ({hparams_text(row)}), "
-                                    f"{row.get('steps')} steps, NFE {row.get('nfe')}", "grid")
+            html.figure(out / path, f"{row['label']} ({hparams_text(row)}), "
+                                    f"{row['steps']} steps, NFE {row['nfe']}", "grid")
             for row, path in r.grids)))
     if r.comparison:
         sections.append(html_comparison(r))

@@ -8,6 +8,8 @@ table. Failed rows are listed in their group but take no place and no rank.
 from dataclasses import dataclass
 from typing import Callable
 
+from bench.rows import Row, higher_is_better, metric_error, metric_value
+
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
                   "kid": ("KID", "{:.4g}"), "precision": ("precision", "{:.3f}"),
@@ -20,7 +22,7 @@ METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}")
 class Column:
     key: str
     header: str
-    get: Callable[[dict], float | None]
+    get: Callable[[Row], float | None]
     higher_is_better: bool | None      # None: not ranked, no best / second
     fmt: str
     metric: str | None = None          # the key in row["metrics"], for uncertainty and flags
@@ -39,14 +41,14 @@ class Cell:
 class Group:
     task: str
     fingerprint: str
-    rows: list[dict]
+    rows: list[Row]
 
 
 @dataclass
 class Board:
     group: Group
     columns: list[Column]
-    rows: list[dict]           # ordered as the table
+    rows: list[Row]           # ordered as the table
     cells: list[list[Cell]]    # one list per row, one Cell per column
 
     @property
@@ -54,41 +56,37 @@ class Board:
         return f"{TASK_TITLES.get(self.group.task, self.group.task)}, protocol {self.group.fingerprint}"
 
 
-def metric_value(row: dict, name: str) -> float | None:
-    return ((row.get("metrics") or {}).get(name) or {}).get("value")
+def ms_per_image(row: Row) -> float | None:
+    timing = row["time_per_image_s"]
+    return None if not timing or timing["median"] is None else timing["median"] * 1e3
 
 
-def ms_per_image(row: dict) -> float | None:
-    timing = row.get("time_per_image_s")
-    return None if not timing or timing.get("median") is None else timing["median"] * 1e3
-
-
-def peak_mib(row: dict) -> float | None:
-    memory = row.get("memory")
+def peak_mib(row: Row) -> float | None:
+    memory = row["memory"]
     return None if not memory or memory.get("peak_bytes") is None else memory["peak_bytes"] / 2**20
 
 
 def _overhead(key):
-    return lambda r: (r.get("overhead") or {}).get(key)
+    return lambda r: r["overhead"] and r["overhead"].get(key)
 
 
 COST_COLUMNS = [
     Column("time_ms", "time / image (ms)", ms_per_image, False, "{:.2f}"),
-    Column("throughput", "images / s", lambda r: r.get("throughput_images_per_s"), True, "{:.1f}"),
+    Column("throughput", "images / s", lambda r: r["throughput_images_per_s"], True, "{:.1f}"),
     Column("memory_mib", "peak memory (MiB)", peak_mib, False, "{:.0f}"),
-    Column("parameters", "parameters", lambda r: r.get("num_parameters"), None, "{:,}"),
+    Column("parameters", "parameters", lambda r: r["num_parameters"], None, "{:,}"),
     Column("overhead", "sampler overhead", _overhead("ratio"), False, "{:.3f}"),
     Column("overhead_in_situ", "overhead in situ", _overhead("ratio_in_situ"), False, "{:.3f}"),
 ]
-NFE_COLUMN = Column("nfe", "NFE", lambda r: r.get("nfe"), None, "{:g}")
+NFE_COLUMN = Column("nfe", "NFE", lambda r: r["nfe"], None, "{:g}")
 
 
-def present_metrics(rows: list[dict]) -> dict[str, bool]:
+def present_metrics(rows: list[Row]) -> dict[str, bool]:
     """Every metric some row has, known ones first, with the direction it declares."""
     present: dict[str, bool] = {}
     for row in rows:
-        for name, stored in (row.get("metrics") or {}).items():
-            present.setdefault(name, bool((stored or {}).get("higher_is_better", False)))
+        for name in row["metrics"]:
+            present.setdefault(name, higher_is_better(row, name))
     known = [n for n in METRIC_HEADERS if n in present]
     return {n: present[n] for n in known + sorted(set(present) - set(known))}
 
@@ -98,7 +96,7 @@ def metric_column(name: str, higher_is_better: bool) -> Column:
     return Column(name, header, lambda r: metric_value(r, name), higher_is_better, fmt, metric=name)
 
 
-def columns_for(rows: list[dict], ranks: bool = True) -> list[Column]:
+def columns_for(rows: list[Row], ranks: bool = True) -> list[Column]:
     """NFE, each metric present (followed by its rank column), then cost."""
     columns = [NFE_COLUMN]
     for name, higher in present_metrics(rows).items():
@@ -111,8 +109,8 @@ def columns_for(rows: list[dict], ranks: bool = True) -> list[Column]:
     return columns + [c for c in COST_COLUMNS if c.key not in empty]
 
 
-def ok(row: dict) -> bool:
-    return row.get("status") == "ok"
+def ok(row: Row) -> bool:
+    return row["status"] == "ok"
 
 
 def competition_ranks(values: list[float | None], higher_is_better: bool) -> list[int | None]:
@@ -131,33 +129,33 @@ def places(values: list[float | None], higher_is_better: bool | None) -> list[in
     return [podium.get(v) if v is not None else None for v in values]
 
 
-def _cell(row: dict, column: Column, value, place) -> Cell:
+def _cell(row: Row, column: Column, value, place) -> Cell:
     if value is None:
-        stored = ((row.get("metrics") or {}).get(column.metric) or {}) if column.metric and ok(row) else {}
-        return Cell(stored.get("flag") or "n/a", None)
+        stored = row["metrics"].get(column.metric) if column.metric and ok(row) else None
+        return Cell((stored and stored["flag"]) or "n/a", None)
     spread = None
     if column.metric:
-        error = (((row.get("metrics") or {}).get(column.metric) or {}).get("uncertainty") or {}).get("value")
+        error = metric_error(row, column.metric)
         spread = None if error is None else column.fmt.format(error)
     return Cell(column.fmt.format(value), float(value), spread, place)
 
 
-def hparams_text(row: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted((row.get("hparams") or {}).items())) or "-"
+def hparams_text(row: Row) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())) or "-"
 
 
-def line_name(row: dict) -> str:
+def line_name(row: Row) -> str:
     """A method with its hyper-parameters: one line of a plot or of the pivot. A label already
     names the hyper-parameters a suite swept, so it stands alone."""
-    label = str(row.get("label") or row.get("method"))
-    return f"{label} ({hparams_text(row)})" if row.get("hparams") and label == row.get("method") else label
+    label = row["label"] or row["method"]
+    return f"{label} ({hparams_text(row)})" if row["hparams"] and label == row["method"] else label
 
 
-def row_order(row: dict) -> tuple:
+def row_order(row: Row) -> tuple:
     """By method, then hyper-parameter values (numerically where numbers), then steps."""
     hparams = tuple((k, (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)))
-                    for k, v in sorted((row.get("hparams") or {}).items()))
-    return (str(row.get("method")), hparams, row.get("steps") or 0)
+                    for k, v in sorted(row["hparams"].items()))
+    return (row["method"], hparams, row["steps"])
 
 
 def build_board(group: Group, ranks: bool = True) -> Board:
@@ -177,15 +175,15 @@ def build_board(group: Group, ranks: bool = True) -> Board:
     return Board(group, columns, rows, [list(cells) for cells in zip(*by_column)] if rows else [])
 
 
-def status_text(row: dict) -> str:
-    return "ok" if ok(row) else f"{row.get('status')}: {row.get('message')}"
+def status_text(row: Row) -> str:
+    return "ok" if ok(row) else f"{row['status']}: {row['message']}"
 
 
-def group_rows(rows: list[dict]) -> list[Group]:
+def group_rows(rows: list[Row]) -> list[Group]:
     """Generation before super-resolution; within a task, fingerprints in order of first row."""
     groups: dict[tuple, Group] = {}
     for row in rows:
-        key = (str(row.get("task") or "generate"), str(row.get("protocol_fingerprint")))
+        key = (row["task"], str(row["protocol_fingerprint"]))
         groups.setdefault(key, Group(key[0], key[1], [])).rows.append(row)
     task_order = list(TASK_TITLES)
     return sorted(groups.values(), key=lambda g: task_order.index(g.task) if g.task in task_order
@@ -199,11 +197,11 @@ def pivot(group: Group, metric: str = "fid") -> tuple[list[str], list[int], list
     values: dict[tuple[str, int], float] = {}
     for row in sorted(group.rows, key=row_order):
         value = metric_value(row, metric) if ok(row) else None
-        if value is not None and row.get("nfe") is not None:
+        if value is not None and row["nfe"] is not None:
             values[(line_name(row), int(row["nfe"]))] = value
     names = list(dict.fromkeys(k[0] for k in values))
     nfes = sorted({k[1] for k in values})
-    higher = bool(((group.rows[0].get("metrics") or {}).get(metric) or {}).get("higher_is_better"))
+    higher = higher_is_better(group.rows[0], metric)
     columns = []
     for nfe in nfes:
         column = [values.get((name, nfe)) for name in names]

@@ -2,21 +2,22 @@
 what the ± means, where and with what it ran, and notes for unusual result sets. Formats escape
 them when they write them."""
 from bench.report.board import Board, present_metrics
+from bench.rows import Row
 
 
-def protocol_caption(row: dict) -> str:
-    p = row.get("protocol") or {}
-    ref = p.get("reference") or {}
+def protocol_caption(row: Row) -> str:
+    p = row["protocol"]
+    ref = p["reference"]
     caption = (f"FID with extractor {p.get('extractor')} (weights "
                f"{str(p.get('extractor_weights_sha256'))[:12]}, layer {p.get('feature_layer')}), "
                f"{p.get('n_samples')} samples against {ref.get('count')} {ref.get('dataset')} "
-               f"{ref.get('split')} images; protocol {row.get('protocol_fingerprint')}.")
+               f"{ref.get('split')} images; protocol {row['protocol_fingerprint']}.")
     if not str(p.get("extractor")).startswith("inception"):
         caption += " A domain-feature FID: not comparable with Inception FID."
-    caption += uncertainty_caption(p.get("metrics") or {})
+    caption += uncertainty_caption(p["metrics"])
     sr = p.get("superres")
     if sr:
-        fidelity = sr.get("fidelity") or {}
+        fidelity = sr.get("fidelity", {})
         caption += (f" Super-resolution x{sr.get('scale')} ({sr.get('degradation')}) of the "
                     f"{sr.get('inputs')}; PSNR / SSIM on {fidelity.get('colour')}, "
                     f"{fidelity.get('border_crop')}-pixel border crop, data range "
@@ -41,16 +42,16 @@ def uncertainty_caption(settings: dict) -> str:
             "denoiser calls (CPU).")
 
 
-def hardware(row: dict) -> str:
-    p = row.get("provenance") or {}
+def hardware(row: Row) -> str:
+    p = row["provenance"]
     return f"{p.get('device_name')} ({p.get('device')}, {p.get('num_threads')} threads)"
 
 
-def provenance_caption(rows: list[dict]) -> str:
-    p = rows[0].get("provenance") or {}
-    shas = sorted({str((r.get("provenance") or {}).get("git_sha") or "unknown")[:12]
-                   + (" (dirty)" if (r.get("provenance") or {}).get("git_dirty") else "") for r in rows})
-    memory = rows[0].get("memory") or {}
+def provenance_caption(rows: list[Row]) -> str:
+    p = rows[0]["provenance"]
+    shas = sorted({str(r["provenance"].get("git_sha") or "unknown")[:12]
+                   + (" (dirty)" if r["provenance"].get("git_dirty") else "") for r in rows})
+    memory = rows[0]["memory"] or {}
     return (f"Measured on {hardware(rows[0])}, torch {p.get('torch')}, torch-fidelity "
             f"{p.get('torch_fidelity')}, git {', '.join(shas)}. Time is the median over timed "
             f"batches (warm-up excluded) divided by the batch size; memory is {memory.get('kind')} "
@@ -62,32 +63,32 @@ PROVENANCE_FIELDS = ("git_sha", "git_dirty", "device", "device_name", "num_threa
                      "cudnn_benchmark", "cudnn_deterministic")
 
 
-def provenance_items(rows: list[dict]) -> list[tuple[str, str]]:
+def provenance_items(rows: list[Row]) -> list[tuple[str, str]]:
     """Each provenance field with every distinct value the rows hold (a merged results file may
     hold several), then each fingerprint with its protocol."""
     items = []
     for field in PROVENANCE_FIELDS:
-        values = sorted({str((r.get("provenance") or {}).get(field)) for r in rows})
+        values = sorted({str(r["provenance"].get(field)) for r in rows})
         items.append((field, ", ".join(values)))
     seen = {}
     for row in rows:
-        seen.setdefault(str(row.get("protocol_fingerprint")), protocol_caption(row))
+        seen.setdefault(str(row["protocol_fingerprint"]), protocol_caption(row))
     return items + [(f"protocol {k}", v) for k, v in seen.items()]
 
 
-def notes(rows: list[dict], boards: list[Board], suite: str) -> list[str]:
+def notes(rows: list[Row], boards: list[Board], suite: str) -> list[str]:
     """What a reader should know before the tables: nothing stored, nothing succeeded, nothing
     to rank against, metrics that only some rows have."""
-    succeeded = [r for r in rows if r.get("status") == "ok"]
+    succeeded = [r for r in rows if r["status"] == "ok"]
     found = []
     if not succeeded:
         found.append("Every stored row failed: nothing is ranked; the status column says why.")
     elif len(succeeded) == 1:
         found.append("One successful row: nothing to rank it against.")
     for board in boards:
-        ranked = [r for r in board.rows if r.get("status") == "ok"]
+        ranked = [r for r in board.rows if r["status"] == "ok"]
         for name in present_metrics(ranked):
-            have = sum(name in (r.get("metrics") or {}) for r in ranked)
+            have = sum(name in r["metrics"] for r in ranked)
             if have < len(ranked):
                 found.append(f"{board.title}: metric {name} is in {have} of {len(ranked)} rows; "
                              "the others show n/a.")

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
+from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
 
 TIME_MIN_EFFECT = 0.05
 Z = 2.0
@@ -32,19 +33,18 @@ class Delta:
         return None if self.baseline is None or self.current is None else self.current - self.baseline
 
 
-def cell_identity(row: dict) -> str:
+def cell_identity(row: Row) -> str:
     """What makes two rows the same experiment, whatever code, machine or checkpoint ran it."""
-    return json.dumps([row.get("task"), row.get("method"), row.get("hparams"), row.get("steps"),
-                       row.get("dataset"), row.get("n_samples"), row.get("seed")], sort_keys=True)
+    return json.dumps([row["task"], row["method"], row["hparams"], row["steps"], row["dataset"],
+                       row["n_samples"], row["seed"]], sort_keys=True)
 
 
-def cell_name(row: dict) -> str:
-    return f"{row.get('label') or row.get('method')} ({hparams_text(row)}), {row.get('steps')} steps"
+def cell_name(row: Row) -> str:
+    return f"{row['label'] or row['method']} ({hparams_text(row)}), {row['steps']} steps"
 
 
-def _stored(row: dict, name: str) -> tuple[float | None, float | None]:
-    stored = (row.get("metrics") or {}).get(name) or {}
-    return stored.get("value"), (stored.get("uncertainty") or {}).get("value")
+def _stored(row: Row, name: str) -> tuple[float | None, float | None]:
+    return metric_value(row, name), metric_error(row, name)
 
 
 def metric_verdict(change, error, higher_is_better: bool) -> str:
@@ -55,37 +55,37 @@ def metric_verdict(change, error, higher_is_better: bool) -> str:
     return "better" if (change > 0) == higher_is_better else "worse"
 
 
-def compare_metric(name: str, current: dict, baseline: dict) -> Delta:
+def compare_metric(name: str, current: Row, baseline: Row) -> Delta:
     (a, ua), (b, ub) = _stored(current, name), _stored(baseline, name)
     header = METRIC_HEADERS.get(name, (name, ""))[0]
-    higher = bool(((current.get("metrics") or {}).get(name) or {}).get("higher_is_better"))
+    higher = higher_is_better(current, name)
     if a is None or b is None:
         return Delta(cell_name(current), header, b, a, None, "missing on one side")
-    if current.get("protocol_fingerprint") != baseline.get("protocol_fingerprint"):
+    if current["protocol_fingerprint"] != baseline["protocol_fingerprint"]:
         return Delta(cell_name(current), header, b, a, None, "not comparable (metric protocol differs)")
     error = None if ua is None or ub is None else math.hypot(ua, ub)
     interval = None if error is None else Z * error
     return Delta(cell_name(current), header, b, a, interval, metric_verdict(a - b, error, higher))
 
 
-def compare_time(current: dict, baseline: dict) -> Delta | None:
+def compare_time(current: Row, baseline: Row) -> Delta | None:
     a, b = ms_per_image(current), ms_per_image(baseline)
     if a is None or b is None:
         return None
-    spread = math.hypot(*((r.get("time_per_image_s") or {}).get("iqr") or 0.0 for r in (current, baseline))) * 1e3
+    spread = math.hypot(time_iqr(current), time_iqr(baseline)) * 1e3
     interval = max(spread, TIME_MIN_EFFECT * b)
     verdict = "no change" if abs(a - b) <= interval else ("slower" if a > b else "faster")
     return Delta(cell_name(current), "time / image (ms)", b, a, interval, verdict)
 
 
-def compare_rows(current: list[dict], baseline: list[dict]) -> tuple[list[Delta], list[str], list[str]]:
+def compare_rows(current: list[Row], baseline: list[Row]) -> tuple[list[Delta], list[str], list[str]]:
     """Deltas for every cell both sets hold successfully, then the cells only one set holds."""
     before = {cell_identity(r): r for r in baseline if ok(r)}
     now = {cell_identity(r): r for r in current if ok(r)}
     deltas = []
     for key in sorted(set(before) & set(now), key=lambda k: cell_name(now[k])):
         a, b = now[key], before[key]
-        names = [n for n in (a.get("metrics") or {}) if n in (b.get("metrics") or {})]
+        names = [n for n in a["metrics"] if n in b["metrics"]]
         deltas += [compare_metric(n, a, b) for n in names]
         timing = compare_time(a, b)
         deltas += [timing] if timing else []

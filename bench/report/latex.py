@@ -33,10 +33,10 @@ def header(column) -> str:
 
 def caption(board: Board, hardware: str) -> str:
     row = board.group.rows[0]
-    protocol = row.get("protocol") or {}
-    reference = protocol.get("reference") or {}
-    return (f"{escape(board.title)}: {escape(row.get('dataset', reference.get('dataset', '?')))}, "
-            f"{escape(protocol.get('n_samples', row.get('n_samples', '?')))} samples per cell "
+    protocol = row["protocol"]
+    reference = protocol["reference"]
+    return (f"{escape(board.title)}: {escape(row['dataset'] or reference.get('dataset', '?'))}, "
+            f"{escape(protocol.get('n_samples', row['n_samples']))} samples per cell "
             f"against {escape(reference.get('count', '?'))} {escape(reference.get('split', ''))} "
             f"images, features from {escape(protocol.get('extractor', '?'))}; measured on "
             f"{escape(hardware)}. Bold: best; underlined: second. $\\pm$: standard error "

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.report.board import line_name, metric_value, ms_per_image, ok, row_order  # noqa: E402
+from bench.report.board import line_name, ms_per_image, ok, row_order  # noqa: E402
+from bench.rows import metric_value  # noqa: E402
 
 MARKERS = "osD^v<>"
 SWEPT = ("sigma_start", "cfg_scale")   # hyper-parameters a suite sweeps to trace a trade-off
@@ -119,10 +120,10 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
             fid, value = metric_value(row, "fid"), metric_value(row, metric)
             if not ok(row) or fid is None or value is None:
                 continue
-            swept = [row["hparams"][k] for k in SWEPT if k in (row.get("hparams") or {})]
+            swept = [row["hparams"][k] for k in SWEPT if k in row["hparams"]]
             name = f"{row['method']} ({row['steps']} step{'s' if row['steps'] != 1 else ''})" if swept else str(row["method"])
-            label = f"{swept[0]:g}" if swept else (f"{row['steps']}" if (row.get("nfe") or 0) > 1 else "")
-            order = swept[0] if swept else row.get("steps") or 0
+            label = f"{swept[0]:g}" if swept else (f"{row['steps']}" if (row["nfe"] or 0) > 1 else "")
+            order = swept[0] if swept else row["steps"]
             series.setdefault(name, []).append((order, fid, value, label))
         for number, (name, points) in enumerate(sorted(series.items())):
             points.sort()   # along the sweep (or the step count), so the line traces the trade-off

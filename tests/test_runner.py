@@ -174,9 +174,10 @@ def test_a_users_npz_dataset_runs_end_to_end(write_suite, tmp_path):
 
 
 def test_summary_of_a_row_with_a_null_fid_does_not_crash():
+    from bench.rows import complete
     from bench.runner import summarise
-    row = {"status": "ok", "nfe": 3, "metrics": {"fid": {"value": None, "flag": "nan"}},
-           "time_per_image_s": {"median": 0.01}}
+    row = complete({"status": "ok", "nfe": 3, "metrics": {"fid": {"value": None, "flag": "nan"}},
+                    "time_per_image_s": {"median": 0.01}})
     assert "fid=null (nan)" in summarise(row)
 
 

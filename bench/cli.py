@@ -186,7 +186,7 @@ def cmd_train(args) -> int:
     recipe = RECIPES.get(args.recipe)
     dataset = args.dataset or recipe.dataset or "mnist5k"
     model = ensure_trained(resolve_recipe(args.recipe, dataset, "--dataset", args.scale))
-    print(f"model {model.recipe.name}: checkpoint sha256 {model.checkpoint_sha256[:16]}, "
+    print(f"model {model.name}: checkpoint sha256 {model.checkpoint_sha256[:16]}, "
           f"{model.num_parameters} parameters")
     return 0
 

@@ -19,8 +19,9 @@ SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    recipe: str
-    overrides: tuple[tuple[str, Any], ...] = ()
+    recipe: str                                  # "" for an external model
+    overrides: tuple[tuple[str, Any], ...] = ()  # recipe overrides, or an external model's keys
+    source: str = ""                             # an external model's source (bench.external)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +143,7 @@ def parse_suite(data: dict, path: Path) -> SuiteConfig:
     config = SuiteConfig(name=name, path=str(path), **fields)
     config = dataclasses.replace(config, dataset=_resolve_dataset(config.dataset, path),
                                  inception_weights=_resolve_file(config.inception_weights, path),
-                                 models=_parse_models(data.get("models", {}), where),
+                                 models=_parse_models(data.get("models", {}), path),
                                  cells=_parse_cells(data.get("cells", []), where))
     _validate(config, where)
     return config
@@ -176,17 +177,34 @@ def _resolve_file(spec: str, suite_path: Path) -> str:
     return str(candidate.resolve())
 
 
-def _parse_models(models, where) -> tuple[tuple[str, ModelSpec], ...]:
+def _parse_models(models, path: Path) -> tuple[tuple[str, ModelSpec], ...]:
+    where = str(path)
     parsed = []
     for kind, spec in _table(models, "[models]", where).items():
         if isinstance(spec, str):
             spec = {"recipe": spec}
         spec = dict(_table(spec, f"[models.{kind}]", where))
+        if "source" in spec:
+            parsed.append((kind, _external_spec(kind, spec, path)))
+            continue
         recipe = spec.pop("recipe", None)
         if recipe is None:
-            raise DiffbenchError(f"{where}: [models.{kind}] needs a 'recipe' key")
+            raise DiffbenchError(f"{where}: [models.{kind}] needs a 'recipe' key (or a 'source' "
+                                 "for an external model)")
         parsed.append((kind, ModelSpec(recipe, tuple(sorted(spec.items())))))
     return tuple(parsed)
+
+
+def _external_spec(kind: str, spec: dict, path: Path) -> ModelSpec:
+    """An external model's table: no recipe, its weights' path relative to the suite file."""
+    what = f"{path}: [models.{kind}]"
+    source = spec.pop("source")
+    if "recipe" in spec:
+        raise DiffbenchError(f"{what} has both a recipe and a source: keep one")
+    if not isinstance(spec.get("path"), str):
+        raise DiffbenchError(f"{what}: source {source!r} needs a 'path' string")
+    spec["path"] = _resolve_file(spec["path"], path)
+    return ModelSpec("", tuple(sorted(spec.items())), str(source))
 
 
 def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
@@ -247,7 +265,8 @@ def _validate(config: SuiteConfig, where: str) -> None:
     if config.reference_split not in ("train", "test"):
         raise DiffbenchError(f"{where}: [suite].reference_split must be 'train' or 'test'")
     for _, spec in config.models:
-        named(RECIPES, spec.recipe, "model recipe")
+        if not spec.source:
+            named(RECIPES, spec.recipe, "model recipe")
     for cell in config.cells:
         method = named(METHODS, cell.method, "method")
         try:
@@ -255,8 +274,8 @@ def _validate(config: SuiteConfig, where: str) -> None:
             method.resolve_hparams(dict(cell.hparams))
         except (KeyError, TypeError, ValueError, DiffbenchError) as err:
             raise DiffbenchError(f"{where}: {err.args[0]}") from None
-        if method.model is None:
-            continue
+        if method.model is None or config.model_spec(method.model).source:
+            continue   # an external model is checked with a forward pass (_validate_models)
         recipe = named(RECIPES, config.model_spec(method.model).recipe, "model recipe")
         if recipe.superres != (method.task == "superres"):
             raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) cannot use "
@@ -269,10 +288,30 @@ def _validate_models(config: SuiteConfig, where: str) -> None:
     """Every model the suite's cells need: a recipe whose overrides have the right names, types
     and ranges and whose network builds for the suite's images."""
     from bench.datasets import load_dataset
-    from bench.recipes import suite_recipes
+    from bench.recipes import load_suite_external, suite_recipes
     dataset = load_dataset(config.dataset)
     for kind, recipe in suite_recipes(config).items():
         recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
+    for kind, model in load_suite_external(config).items():
+        _check_schedules(config, kind, model.denoiser, f"{where}: [models.{kind}]")
+
+
+def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> None:
+    """Each cell on an external model gets a schedule from it (a discrete-time method needs
+    the training noise levels of a discrete-time model)."""
+    from methods import METHODS
+    from methods.base import keyword_defaults
+    for cell in config.cells:
+        method = METHODS.get(cell.method)
+        if method.model != kind:
+            continue
+        hparams = method.resolve_hparams(dict(cell.hparams))
+        try:
+            method.schedule(denoiser, cell.steps, **{k: hparams[k] for k in keyword_defaults(method.schedule)})
+        except Exception as err:
+            raise DiffbenchError(f"{what}: method {cell.method!r} cannot schedule {cell.steps} steps on "
+                                 f"this model ({type(err).__name__}: {err}); pick a method for its "
+                                 "parameterization") from None
 
 
 def check_device(name: str, what: str) -> None:

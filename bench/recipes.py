@@ -171,23 +171,48 @@ def default_recipe_name(model_kind: str, dataset: str) -> str:
 def suite_recipes(config) -> dict[str, ModelRecipe]:
     """Model kind -> recipe (bound to the suite's dataset and scale, overrides applied) for every
     model the suite's cells need."""
-    from methods import METHODS
     recipes = {}
-    for kind in sorted({METHODS.get(c.method).model for c in config.cells} - {None}):
+    for kind in model_kinds(config):
         spec, where = config.model_spec(kind), f"{config.path}: [models.{kind}]"
+        if spec.source:
+            continue
         recipe = resolve_recipe(spec.recipe, config.dataset, where, config.superres_scale)
         recipes[kind] = recipe.with_overrides(dict(spec.overrides), where)
     return recipes
 
 
+def model_kinds(config) -> list[str]:
+    """The model kinds the suite's cells need."""
+    from methods import METHODS
+    return sorted({METHODS.get(c.method).model for c in config.cells} - {None})
+
+
+def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]:
+    """Model kind -> loaded external model, for the suite's kinds given a `source`."""
+    from bench.external import load_external
+    from methods import METHODS
+    models = {}
+    for kind in model_kinds(config):
+        spec = config.model_spec(kind)
+        if spec.source:
+            superres = any(METHODS.get(c.method).task == "superres" for c in config.cells
+                           if METHODS.get(c.method).model == kind)
+            models[kind] = load_external(kind, spec.source, dict(spec.overrides),
+                                         Path(config.path).parent, load_dataset(config.dataset),
+                                         superres, f"{config.path}: [models.{kind}]", device)
+    return models
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedModel:
-    recipe: ModelRecipe
+    name: str                  # its recipe's, or "<source>:<file>" for an external model
     denoiser: torch.nn.Module
     checkpoint_sha256: str
     num_parameters: int
-    meta: dict
-    path: Path     # the weights file (published or cached)
+    num_classes: int           # class-conditional: labels 0..K-1, and K the unconditional one
+    meta: dict                 # the sidecar, or an external model's description; has "cache_key"
+    path: Path                 # the weights file (published, cached or external)
+    recipe: ModelRecipe | None = None   # None: an external model (bench.external)
 
 
 def model_folder_name(recipe: ModelRecipe, dataset: ImageDataset) -> str:
@@ -237,8 +262,8 @@ def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
     net.eval().requires_grad_(False)
     denoiser = objective.make_denoiser(net).to(device)
     log.info("model %s: %s (trained in %s)", recipe.name, final, meta.get("precision"))
-    return LoadedModel(recipe, denoiser, meta["sha256"], sum(p.numel() for p in net.parameters()),
-                       meta, final)
+    return LoadedModel(recipe.name, denoiser, meta["sha256"], sum(p.numel() for p in net.parameters()),
+                       recipe.network.num_classes, meta, final, recipe)
 
 
 def recipe_loss(recipe: ModelRecipe, dataset: ImageDataset, objective):

@@ -26,7 +26,7 @@ from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
 from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
-from bench.recipes import LoadedModel, ensure_trained, suite_recipes
+from bench.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
 from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
 from bench.errors import DiffbenchError, StorageError
 from bench.samples import save_grid
@@ -71,20 +71,22 @@ def resolved_config(config: SuiteConfig, models: dict[str, LoadedModel]) -> dict
     data["cells"] = [{"method": c.method, "steps": c.steps,
                       "hparams": METHODS.get(c.method).resolve_hparams(dict(c.hparams))}
                      for c in config.cells]
-    data["models"] = {kind: {"recipe": m.recipe.name, "cache_key": m.meta["cache_key"],
+    data["models"] = {kind: {"recipe": m.name, "cache_key": m.meta["cache_key"],
                              "checkpoint_sha256": m.checkpoint_sha256,
-                             "network": m.meta["network"], "budget": m.meta["budget"]}
+                             **({"network": m.meta["network"], "budget": m.meta["budget"]}
+                                if m.recipe else {"external": m.meta["external"]})}
                       for kind, m in models.items()}
     data["plugin_sources"] = loaded_sources()
     return data
 
 
 def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedModel]:
-    models = {}
+    models = load_suite_external(config, str(device))
     for kind, recipe in suite_recipes(config).items():
         models[kind] = ensure_trained(recipe, str(device))
-        if config.compile:   # compiled lazily: the first (warm-up, untimed) batch builds the graph
-            models[kind] = dataclasses.replace(models[kind], denoiser=torch.compile(models[kind].denoiser))
+    if config.compile:   # compiled lazily: the first (warm-up, untimed) batch builds the graph
+        models = {kind: dataclasses.replace(m, denoiser=torch.compile(m.denoiser))
+                  for kind, m in models.items()}
     return models
 
 
@@ -155,6 +157,7 @@ def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
     identity = {"method": method.name, "version": method.version, "steps": cell.steps,
                 "hparams": method.resolve_hparams(dict(cell.hparams)),
                 "checkpoint_sha256": model and model.checkpoint_sha256,
+                **({"model_key": model.meta["cache_key"]} if model and not model.recipe else {}),
                 "dataset_hash": load_dataset(ctx.config.dataset).content_hash,
                 "n_samples": ctx.config.n_samples, "seed": ctx.config.seed,
                 "batch_size": ctx.config.batch_size, "device": str(ctx.device),
@@ -248,7 +251,7 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
     checkpoint = model and model.checkpoint_sha256
     return new_row(
         suite=config.name, cell_key=key, method=method, steps=cell.steps, hparams=hparams,
-        label=cell.label, model=model and {"recipe": model.recipe.name,
+        label=cell.label, model=model and {"recipe": model.name,
                                            "cache_key": model.meta["cache_key"],
                                            "checkpoint_sha256": checkpoint},
         num_parameters=model.num_parameters if model else 0, dataset=dataset,
@@ -263,7 +266,7 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
 
 def class_labels(model: LoadedModel | None, indices) -> torch.Tensor | None:
     """Sample i of a class-conditional cell asks for class i mod K (balanced, seed-independent)."""
-    classes = model.recipe.network.num_classes if model else 0
+    classes = model.num_classes if model else 0
     return torch.tensor([i % classes for i in indices]) if classes else None
 
 
@@ -279,7 +282,7 @@ def conditioning(ctx, method, model, indices) -> dict | None:
     cond = {}
     labels = class_labels(model, indices)
     if labels is not None:
-        cond.update(labels=labels.to(ctx.device), null_label=int(model.recipe.network.num_classes))
+        cond.update(labels=labels.to(ctx.device), null_label=model.num_classes)
     if method.task == "superres":
         _, lowres = superres_inputs(ctx, indices)
         cond["lowres"] = condition_of(lowres, ctx.config.superres_scale).to(ctx.device)

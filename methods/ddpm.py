@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from methods.base import OBJECTIVES, Objective, register_method
-from methods.denoisers import DiscreteVPEpsDenoiser
+from methods.denoisers import DiscreteVPDenoiser
 
 NUM_TRAIN_STEPS = 1000
 DDPM_LIMITS = {"variance": {"small", "large"}}
@@ -25,6 +25,28 @@ def linear_alphas_cumprod(num_steps: int = NUM_TRAIN_STEPS, beta_start: float = 
                           beta_end: float = 0.02) -> torch.Tensor:
     betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
     return torch.cumprod(1 - betas, dim=0)
+
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+def discrete_alphas_cumprod(beta_schedule: str = "linear", num_steps: int = NUM_TRAIN_STEPS,
+                            beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """alpha-bar of a discrete training schedule, by diffusers' names: "linear" (Ho et al.
+    2020), "scaled_linear" (linear in sqrt(beta), Latent Diffusion) or "squaredcos_cap_v2"
+    (the cosine schedule of Nichol & Dhariwal 2021, Eq. 17, betas capped at 0.999)."""
+    if beta_schedule == "linear":
+        return linear_alphas_cumprod(num_steps, beta_start, beta_end)
+    if beta_schedule == "scaled_linear":
+        betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_steps, dtype=torch.float64) ** 2
+        return torch.cumprod(1 - betas, dim=0)
+    if beta_schedule == "squaredcos_cap_v2":
+        def f(t):
+            return torch.cos((t / num_steps + 0.008) / 1.008 * torch.pi / 2) ** 2
+        steps = torch.arange(num_steps, dtype=torch.float64)
+        betas = (1 - f(steps + 1) / f(steps)).clamp(max=0.999)
+        return torch.cumprod(1 - betas, dim=0)
+    raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
 
 
 def ddpm_eps_loss(net, x0, generator, labels=None, lowres=None):
@@ -38,7 +60,7 @@ def ddpm_eps_loss(net, x0, generator, labels=None, lowres=None):
 
 
 def make_eps_denoiser(net):
-    return DiscreteVPEpsDenoiser(net, linear_alphas_cumprod())
+    return DiscreteVPDenoiser(net, linear_alphas_cumprod())
 
 
 OBJECTIVES.register("ddpm-eps", Objective("ddpm-eps", ddpm_eps_loss, make_eps_denoiser))

@@ -27,17 +27,22 @@ def _net_kwargs(cond: dict | None) -> dict:
     return {"class_labels": cond.get("labels"), "cond_image": cond.get("lowres")}
 
 
-class DiscreteVPEpsDenoiser(nn.Module):
-    """An eps-prediction network trained on discrete VP timesteps (DDPM), seen as a Denoiser.
+class DiscreteVPDenoiser(nn.Module):
+    """A network trained on discrete VP timesteps (DDPM; diffusers' schedulers), seen as a
+    Denoiser. It predicts eps (Ho et al. 2020), v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans &
+    Ho 2022) or x0 itself ("sample", diffusers' name).
 
     With alpha_bar_t the training schedule, sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) and the
-    VP input is x / sqrt(1 + sigma^2). A sigma between two training sigmas maps to a fractional
-    timestep by interpolating log-sigma (as k-diffusion does).
+    VP input is x / sqrt(1 + sigma^2) = c_in x. A sigma between two training sigmas maps to a
+    fractional timestep by interpolating log-sigma (as k-diffusion does).
     """
+    PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
-    def __init__(self, net: nn.Module, alphas_cumprod: torch.Tensor):
+    def __init__(self, net: nn.Module, alphas_cumprod: torch.Tensor, prediction: str = "epsilon"):
         super().__init__()
-        self.net = net
+        if prediction not in self.PREDICTIONS:
+            raise ValueError(f"prediction must be one of {self.PREDICTIONS}, got {prediction!r}")
+        self.net, self.prediction = net, prediction
         sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
         self.register_buffer("sigmas", sigmas.float(), persistent=False)
         self.register_buffer("log_sigmas", sigmas.log().float(), persistent=False)
@@ -55,8 +60,12 @@ class DiscreteVPEpsDenoiser(nn.Module):
         sigma = _expand(sigma, x)
         c_in = 1 / (sigma ** 2 + 1).sqrt()
         t = self.sigma_to_t(sigma.flatten())
-        eps = self.net(x * c_in, t, **_net_kwargs(cond))
-        return x - sigma * eps.to(x.dtype)
+        out = self.net(x * c_in, t, **_net_kwargs(cond)).to(x.dtype)
+        if self.prediction == "epsilon":
+            return x - sigma * out
+        if self.prediction == "v_prediction":   # x0 = sqrt(abar) x_vp - sqrt(1 - abar) v
+            return c_in ** 2 * x - sigma * c_in * out
+        return out
 
 
 class EDMPrecond(nn.Module):
@@ -85,16 +94,17 @@ class EDMPrecond(nn.Module):
 class FlowVelocityDenoiser(nn.Module):
     """A velocity network on the linear path x_t = (1 - t) x0 + t n (t = 0 data, t = 1 noise;
     dx_t/dt = n - x0), seen as a Denoiser: sigma = t / (1 - t), x_t = x / (1 + sigma) and
-    x0_hat = x_t - t v(x_t, t). The network sees 1000 t, the DDPM timestep scale."""
+    x0_hat = x_t - t v(x_t, t). The network sees time_scale t (1000: the DDPM timestep scale)."""
 
-    def __init__(self, net: nn.Module, sigma_min: float = 1e-4, sigma_max: float = 1e4):
+    def __init__(self, net: nn.Module, sigma_min: float = 1e-4, sigma_max: float = 1e4,
+                 time_scale: float = 1000.0):
         super().__init__()
-        self.net = net
+        self.net, self.time_scale = net, time_scale
         self.sigma_min, self.sigma_max, self.sigma_data = sigma_min, sigma_max, 1.0
 
     def forward(self, x: torch.Tensor, sigma, cond: dict | None = None) -> torch.Tensor:
         sigma = _expand(sigma, x)
         t = sigma / (1 + sigma)
         x_t = x / (1 + sigma)
-        velocity = self.net(x_t, 1000 * t.flatten(), **_net_kwargs(cond))
+        velocity = self.net(x_t, self.time_scale * t.flatten(), **_net_kwargs(cond))
         return x_t - t * velocity.to(x.dtype)

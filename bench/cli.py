@@ -148,8 +148,10 @@ def cmd_ls(args) -> int:
     if args.what == "methods":
         from methods import METHODS
         for name, m in METHODS.items():
-            print(f"{name:32s} {m.task:9s} model={m.model or '-':9s} v{m.version:16s} "
-                  f"{METHODS.origin(name)!s:12s} {m.paper}")
+            missing = m.missing_requirements()
+            print(f"{name:40s} {m.task:9s} model={m.model or '-':9s} v{m.version:24s} "
+                  f"{METHODS.origin(name)!s:12s} {m.paper}"
+                  + (f" [not installed: {', '.join(missing)}]" if missing else ""))
     elif args.what == "datasets":
         from bench.datasets import DATASETS
         for name, loader in DATASETS.items():

@@ -29,11 +29,18 @@ class CellSpec:
     method: str
     steps: int
     hparams: tuple[tuple[str, Any], ...] = ()   # as written in the suite (resolved later)
+    model: str = ""                             # the model kind, when not the method's own
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k}={v}" for k, v in self.hparams)
+        extra = ", ".join(f"{k}={v}" for k, v in (("model", self.model),) * bool(self.model) + self.hparams)
         return f"{self.method}({extra})" if extra else self.method
+
+    @property
+    def model_kind(self) -> str | None:
+        """The suite model the cell samples from: its `model`, else its method's."""
+        from methods import METHODS
+        return self.model or METHODS.get(self.method).model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +77,7 @@ SUITE_KEYS = {f.name: f for f in dataclasses.fields(SuiteConfig)
 SUITE_LIMITS = {"n_samples": (1, 10**7), "min_samples": (0, 10**7), "seed": (0, 2**63 - 1),
                 "batch_size": (1, 65536), "warmup_batches": (0, 1000), "grid_size": (1, 1024),
                 "superres_scale": (1, 64)}
-CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict}
+CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "model": str}
 
 
 def _check_type(value, default, where: str):
@@ -220,6 +227,9 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
                                      f"valid: {', '.join(CELL_KEYS)}")
         if not isinstance(cell.get("method"), str):
             raise DiffbenchError(f"{where}: {what} needs a 'method' string")
+        model = cell.get("model", "")
+        if model:
+            validate_name(model if isinstance(model, str) else repr(model), f"{what}.model")
         steps = cell.get("steps", [1])
         if not isinstance(steps, list) or not steps or not all(
                 type(s) is int and s > 0 for s in steps):
@@ -232,7 +242,7 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
         for combo in itertools.product(*sweep.values()):
             merged = {**hparams, **dict(zip(sweep, combo))}
             for steps_value in steps:
-                expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items()))))
+                expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items())), model))
     return tuple(expanded)
 
 
@@ -274,13 +284,20 @@ def _validate(config: SuiteConfig, where: str) -> None:
             method.resolve_hparams(dict(cell.hparams))
         except (KeyError, TypeError, ValueError, DiffbenchError) as err:
             raise DiffbenchError(f"{where}: {err.args[0]}") from None
-        if method.model is None or config.model_spec(method.model).source:
+        missing = method.missing_requirements()
+        if missing:
+            raise DiffbenchError(f"{where}: method {cell.method!r} needs {', '.join(missing)}, which "
+                                 "is not installed: see the README's set-up for the optional libraries")
+        if method.model is None and cell.model:
+            raise DiffbenchError(f"{where}: method {cell.method!r} uses no network: drop its 'model'")
+        kind = cell.model_kind
+        if kind is None or config.model_spec(kind).source:
             continue   # an external model is checked with a forward pass (_validate_models)
-        recipe = named(RECIPES, config.model_spec(method.model).recipe, "model recipe")
+        recipe = named(RECIPES, config.model_spec(kind).recipe, "model recipe")
         if recipe.superres != (method.task == "superres"):
             raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) cannot use "
                                  f"recipe {recipe.name!r}: pick a {method.task} recipe for "
-                                 f"[models.{method.model}]")
+                                 f"[models.{kind}]")
     _validate_models(config, where)
 
 
@@ -289,25 +306,25 @@ def _validate_models(config: SuiteConfig, where: str) -> None:
     and ranges and whose network builds for the suite's images."""
     from bench.datasets import load_dataset
     from bench.recipes import load_suite_external, suite_recipes
+    from bench.recipes import untrained_denoiser
     dataset = load_dataset(config.dataset)
     for kind, recipe in suite_recipes(config).items():
-        recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
+        recipe = recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
+        _check_schedules(config, kind, untrained_denoiser(recipe), f"{where}: [models.{kind}]")
     for kind, model in load_suite_external(config).items():
         _check_schedules(config, kind, model.denoiser, f"{where}: [models.{kind}]")
 
 
 def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> None:
-    """Each cell on an external model gets a schedule from it (a discrete-time method needs
-    the training noise levels of a discrete-time model)."""
+    """Each cell on the model gets a schedule from it (a discrete-time method needs the
+    training noise levels of a discrete-time model; a library's schedule checks its options)."""
     from methods import METHODS
-    from methods.base import keyword_defaults
     for cell in config.cells:
         method = METHODS.get(cell.method)
-        if method.model != kind:
+        if cell.model_kind != kind:
             continue
-        hparams = method.resolve_hparams(dict(cell.hparams))
         try:
-            method.schedule(denoiser, cell.steps, **{k: hparams[k] for k in keyword_defaults(method.schedule)})
+            method.schedule_on(denoiser, cell.steps, method.resolve_hparams(dict(cell.hparams)))
         except Exception as err:
             raise DiffbenchError(f"{what}: method {cell.method!r} cannot schedule {cell.steps} steps on "
                                  f"this model ({type(err).__name__}: {err}); pick a method for its "

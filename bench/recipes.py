@@ -183,8 +183,7 @@ def suite_recipes(config) -> dict[str, ModelRecipe]:
 
 def model_kinds(config) -> list[str]:
     """The model kinds the suite's cells need."""
-    from methods import METHODS
-    return sorted({METHODS.get(c.method).model for c in config.cells} - {None})
+    return sorted({c.model_kind for c in config.cells} - {None})
 
 
 def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]:
@@ -196,7 +195,7 @@ def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]
         spec = config.model_spec(kind)
         if spec.source:
             superres = any(METHODS.get(c.method).task == "superres" for c in config.cells
-                           if METHODS.get(c.method).model == kind)
+                           if c.model_kind == kind)
             models[kind] = load_external(kind, spec.source, dict(spec.overrides),
                                          Path(config.path).parent, load_dataset(config.dataset),
                                          superres, f"{config.path}: [models.{kind}]", device)
@@ -264,6 +263,12 @@ def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
     log.info("model %s: %s (trained in %s)", recipe.name, final, meta.get("precision"))
     return LoadedModel(recipe.name, denoiser, meta["sha256"], sum(p.numel() for p in net.parameters()),
                        recipe.network.num_classes, meta, final, recipe)
+
+
+def untrained_denoiser(recipe: ModelRecipe):
+    """The recipe's denoiser with random weights (a recipe bound to its dataset): what its
+    parameterisation offers a sampler, known before anything is trained."""
+    return OBJECTIVES.get(recipe.objective).make_denoiser(UNet(recipe.network)).eval()
 
 
 def recipe_loss(recipe: ModelRecipe, dataset: ImageDataset, objective):

@@ -15,6 +15,8 @@ from bench.errors import DiffbenchError
 
 T = TypeVar("T")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
+# A registered entry may carry a library prefix: "k-diffusion:dpmpp_2m", "diffusers:PNDMScheduler".
+ENTRY_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?")
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -23,6 +25,15 @@ def validate_name(name: str, what: str = "name") -> str:
         raise DiffbenchError(
             f"invalid {what} {name!r}: use lowercase letters, digits, '.', '_' and '-' "
             "(starting with a letter or digit)")
+    return name
+
+
+def validate_entry_name(name: str, what: str) -> str:
+    """A registry name: a file-safe name, optionally `library:Name` (never a file name)."""
+    if not isinstance(name, str) or not ENTRY_PATTERN.fullmatch(name) or ".." in name:
+        raise DiffbenchError(
+            f"invalid {what} {name!r}: use lowercase letters, digits, '.', '_' and '-' "
+            "(starting with a letter or digit), optionally prefixed 'library:'")
     return name
 
 
@@ -82,7 +93,7 @@ class Registry(Generic[T]):
 
     def register(self, name: str, entry: T | None = None) -> Callable[[T], T] | T:
         """`@registry.register("name")` or `registry.register("name", entry)`."""
-        validate_name(name, f"{self.kind} name")
+        validate_entry_name(name, f"{self.kind} name")
 
         def add(obj: T) -> T:
             if name in self._entries:

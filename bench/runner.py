@@ -147,13 +147,14 @@ def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[Reference,
     return reference, protocol
 
 
-def model_of(ctx: SuiteContext, method) -> LoadedModel | None:
-    return None if method.model is None else ctx.models[method.model]
+def model_of(ctx: SuiteContext, cell: CellSpec) -> LoadedModel | None:
+    kind = cell.model_kind
+    return None if kind is None else ctx.models[kind]
 
 
 def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
     method = METHODS.get(cell.method)
-    model = model_of(ctx, method)
+    model = model_of(ctx, cell)
     identity = {"method": method.name, "version": method.version, "steps": cell.steps,
                 "hparams": method.resolve_hparams(dict(cell.hparams)),
                 "checkpoint_sha256": model and model.checkpoint_sha256,
@@ -223,7 +224,7 @@ def summarise(row: dict) -> str:
 def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
     method = METHODS.get(cell.method)
     hparams = method.resolve_hparams(dict(cell.hparams))
-    model = model_of(ctx, method)
+    model = model_of(ctx, cell)
     row = base_row(ctx, cell, key, method, hparams, model)
     try:
         row.update(sample_and_score(ctx, cell, method, hparams, model, key))

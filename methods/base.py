@@ -98,21 +98,35 @@ class Method:
     paper: str
     max_steps: int = MAX_STEPS                  # a discrete-time schedule's length, say
     limits: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # hparam -> (low, high) or a set of choices
+    requires: tuple[str, ...] = ()              # importable modules it needs (an optional library)
+    min_steps: int = 1
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"method {self.name!r}: task must be one of {TASKS}")
-        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        if isinstance(self.defaults, dict):     # a Mapping that resolves lazily stays as it is
+            object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
 
     def check_steps(self, steps: int) -> None:
-        validate_number(steps, f"method {self.name!r}: steps", 1, self.max_steps, integer=True)
+        validate_number(steps, f"method {self.name!r}: steps", self.min_steps, self.max_steps, integer=True)
+
+    def missing_requirements(self) -> list[str]:
+        """The modules in `requires` that cannot be imported here."""
+        import importlib.util
+        return [name for name in self.requires if importlib.util.find_spec(name) is None]
+
+    def schedule_on(self, denoiser, steps: int, hparams: Mapping[str, Any]) -> torch.Tensor:
+        """The schedule's sigmas for `steps` on `denoiser`, given the resolved hyper-parameters
+        (the schedule receives those its signature names)."""
+        schedule_keys = keyword_defaults(self.schedule)
+        return self.schedule(denoiser, steps, **{k: v for k, v in hparams.items() if k in schedule_keys})
 
     def sample(self, denoiser, latents: torch.Tensor, steps: int, *, rng, cond=None,
                callback=None, **hparams) -> torch.Tensor:
         """Schedule, then sampler: each receives the hyper-parameters its signature names."""
+        sigmas = self.schedule_on(denoiser, steps, hparams)
         schedule_keys = keyword_defaults(self.schedule)
-        sigmas = self.schedule(denoiser, steps, **{k: v for k, v in hparams.items() if k in schedule_keys})
         sampler_args = {k: v for k, v in hparams.items() if k not in schedule_keys}
         return self.sampler(denoiser, latents, sigmas.to(latents.device), rng=rng, cond=cond,
                             callback=callback, **sampler_args)
@@ -128,7 +142,10 @@ class Method:
             default = self.defaults[key]
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if type(value) is not type(default):
+            if default is None and not isinstance(value, (str, int, float, bool)):
+                raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be a string, "
+                                f"number or boolean, got {value!r}")
+            if default is not None and type(value) is not type(default):
                 raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be "
                                 f"{type(default).__name__}, got {value!r}")
             self._check_value(key, value)

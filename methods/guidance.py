@@ -56,3 +56,14 @@ def register_guided(base_name: str) -> None:
 
 for _name in ("ddpm", "ddim", "edm-heun", "edm-stochastic", "edm-euler-ancestral", "flow-euler", "flow-heun"):
     register_guided(_name)
+
+
+def guidance_for(denoiser, cfg_scale: float, cond: dict | None):
+    """The denoiser a library sampler sees: guided when the cell asks for cfg_scale != 1 on a
+    class-conditional model (an unconditional model cannot be guided)."""
+    if cfg_scale == 1.0:
+        return denoiser
+    if cond is None or cond.get("labels") is None:
+        raise ValueError(f"cfg_scale={cfg_scale} needs a class-conditional model; use cfg_scale=1.0 "
+                         "or a '-cond' model")
+    return ClassifierFreeGuidance(denoiser, cfg_scale)

@@ -16,7 +16,7 @@ if [ -z "$PYTHON" ]; then
   exit 2
 fi
 STAMP="$VENV/.diffbench-installed"
-WANT="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup-venv.sh" | sha256sum | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "diffbench setup: creating $VENV with $PYTHON" >&2
   "$PYTHON" -m venv "$VENV"
@@ -24,7 +24,9 @@ fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "diffbench setup: installing diffbench and its dependencies into $VENV (a few minutes the first time)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,inception]"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,inception,samplers]"
+  # k-diffusion's samplers: the package without its training/evaluation dependencies (see pyproject)
+  "$VENV/bin/python" -m pip install --quiet --no-deps "k-diffusion==0.1.1.post1"
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

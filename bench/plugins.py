@@ -86,6 +86,7 @@ def load_plugin(spec: str, base: Path | None = None, kind: str | None = None) ->
         return origin
     if previous is not None:
         unload(previous)
+    registries()   # the built-ins register first, as built-ins, not as part of the plugin
     with registering_from(origin):
         try:
             _execute(origin)

@@ -203,3 +203,15 @@ def test_a_plugin_cannot_shadow_a_name_by_failing_halfway(tmp_path):
     with pytest.raises(DiffbenchError, match="already registered"):
         plugins.load_plugin(str(path))
     assert "my-ddim" not in METHODS and METHODS.origin("ddpm").kind == "built-in"
+
+
+def test_built_ins_stay_built_in_when_a_plugin_is_the_first_to_import_them():
+    """In a fresh interpreter the plugin's own `import methods...` must not claim the built-ins."""
+    import subprocess
+    import sys
+    listing = subprocess.run(
+        [sys.executable, "-m", "bench", "ls", "methods", "--plugin", "examples/plugin_dpm_solver.py"],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]).stdout
+    origins = {line.split()[0]: line for line in listing.splitlines()}
+    assert "built-in" in origins["ddim"] and "built-in" in origins["k-diffusion:heun"]
+    assert "file" in origins["dpmpp-2m"]

@@ -75,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--allow-different-machines", action="store_true",
                          help="compare timings taken on different machines")
 
+    score = commands.add_parser(
+        "score", help="score samples made elsewhere (a folder of PNG/JPEG or an .npz)",
+        epilog="example: diffbench score my-samples/ --ref mnist5k --metrics fid,kid")
+    score.add_argument("samples", help="a folder of PNG/JPEG images or an .npz of pixels")
+    score.add_argument("--ref", required=True,
+                       help="a dataset (name, folder or .npz) or FID statistics (.npz with mu, sigma)")
+    score.add_argument("--ref-split", default="train", choices=["train", "test"],
+                       help="the reference dataset's split (default train)")
+    score.add_argument("--metrics", default="fid", help="comma-separated: fid, fid_infinity, kid, "
+                       "precision, recall, isc (default fid)")
+    score.add_argument("--feature-extractor", default="lenet", choices=["lenet", "inception"])
+    score.add_argument("--inception-weights", default=None, help="a weights file for inception")
     train = commands.add_parser("train", help="train (or resume) a model recipe into the cache",
                                 epilog="example: diffbench train eps --dataset mnist5k")
     train.add_argument("recipe", help="a model recipe name (see `diffbench ls recipes`)")
@@ -181,6 +193,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from bench.score import score_samples, summary
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    scored = score_samples(args.samples, args.ref, metrics, args.feature_extractor, args.ref_split,
+                           args.inception_weights)
+    print(summary(scored))
+    return 0
+
+
 def cmd_train(args) -> int:
     from bench.plugins import load_plugins
     from bench.recipes import ensure_trained, resolve_recipe, RECIPES
@@ -215,7 +236,7 @@ def cmd_compare(args) -> int:
     return 1 if regressions else 0
 
 
-COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train,
+COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train, "score": cmd_score,
             "compare": cmd_compare, "merge": cmd_merge}
 
 

@@ -55,6 +55,7 @@ class SuiteConfig:
     batch_size: int = 100
     warmup_batches: int = 1
     reference_split: str = "train"
+    reference_stats: str = ""      # FID statistics (.npz: mu, sigma) to compare generated samples with
     feature_extractor: str = "lenet"
     inception_weights: str = ""    # a weights file for the inception extractor ("" = look it up)
     metrics: tuple[str, ...] = ("fid",)
@@ -150,6 +151,7 @@ def parse_suite(data: dict, path: Path) -> SuiteConfig:
     config = SuiteConfig(name=name, path=str(path), **fields)
     config = dataclasses.replace(config, dataset=_resolve_dataset(config.dataset, path),
                                  inception_weights=_resolve_file(config.inception_weights, path),
+                                 reference_stats=_resolve_file(config.reference_stats, path),
                                  models=_parse_models(data.get("models", {}), path),
                                  cells=_parse_cells(data.get("cells", []), where))
     _validate(config, where)
@@ -274,6 +276,14 @@ def _validate(config: SuiteConfig, where: str) -> None:
                              "at least one timed round remains; raise n_samples or lower batch_size")
     if config.reference_split not in ("train", "test"):
         raise DiffbenchError(f"{where}: [suite].reference_split must be 'train' or 'test'")
+    if config.reference_stats:
+        if not Path(config.reference_stats).is_file():
+            raise DiffbenchError(f"{where}: [suite].reference_stats {config.reference_stats!r} does "
+                                 "not exist: give an .npz of mu and sigma (relative to the suite)")
+        needing = [m for m in config.metrics if m in METRICS and METRICS.get(m).needs == "features"]
+        if needing:
+            raise DiffbenchError(f"{where}: metrics {', '.join(needing)} need the reference's features, "
+                                 "which reference_stats does not hold: drop them or reference_stats")
     for _, spec in config.models:
         if not spec.source:
             named(RECIPES, spec.recipe, "model recipe")

@@ -118,6 +118,50 @@ def _save_cached(path, **arrays) -> None:
     atomic_write(path, buffer.getvalue())
 
 
+def read_statistics_file(path, feature_dim: int | None, what: str) -> tuple[dict, int | None, str]:
+    """FID reference statistics saved elsewhere: an .npz with `mu` (D) and `sigma` (D x D), the
+    pytorch-fid / clean-fid layout, and optionally `count`. Read without unpickling and checked
+    (finite, shapes matching each other and the extractor's feature size); returns (stats,
+    count or None, the file's sha256)."""
+    from pathlib import Path
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except (OSError, ValueError, EOFError) as err:
+        raise DiffbenchError(f"{what} {str(path)!r} is not a readable .npz of statistics "
+                             f"({type(err).__name__}: {err}); save mu and sigma with numpy.savez") from None
+    if "mu" not in arrays or "sigma" not in arrays:
+        raise DiffbenchError(f"{what} {str(path)!r} has no 'mu' and 'sigma' arrays (it holds "
+                             f"{', '.join(sorted(arrays)) or 'nothing'}): save FID statistics as mu, sigma")
+    mu, sigma = arrays["mu"].astype(np.float64), arrays["sigma"].astype(np.float64)
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise DiffbenchError(f"{what} {str(path)!r}: mu must be D and sigma D x D, got "
+                             f"{mu.shape} and {sigma.shape}")
+    if feature_dim is not None and len(mu) != feature_dim:
+        raise DiffbenchError(f"{what} {str(path)!r} holds {len(mu)}-dimensional statistics but the "
+                             f"feature extractor gives {feature_dim}: use statistics of the same extractor")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise DiffbenchError(f"{what} {str(path)!r} contains NaN or inf")
+    count = arrays.get("count")
+    count = int(count) if count is not None and count.size == 1 and np.isfinite(count).all() else None
+    return {"mu": mu, "sigma": sigma}, count, hashlib.sha256(raw).hexdigest()
+
+
+def statistics_file_protocol(extractor: Extractor, path, stats: dict, count: int | None,
+                             sha256: str, n_samples: int, metrics=("fid",)) -> dict:
+    """The metric protocol when the reference is a statistics file: the file (by name and hash)
+    stands where the dataset split would."""
+    from pathlib import Path
+    return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
+            "feature_layer": extractor.feature_layer, "resize": None,
+            "quantisation": QUANTISATION, "n_samples": n_samples,
+            "reference": {"statistics_file": Path(path).name, "statistics_file_sha256": sha256,
+                          "count": count, "statistics_hash": statistics_hash(stats)},
+            "metrics": metric_settings(metrics, n_samples, count or n_samples)}
+
+
 def reference_features(extractor: Extractor, dataset_spec: str, split: str) -> torch.Tensor:
     """The feature-layer features of a dataset split, computed once and cached."""
     path = _reference_path(extractor, dataset_spec, split, "features")

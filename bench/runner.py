@@ -19,9 +19,9 @@ from bench.measure import (CompileGuard, CountingDenoiser, PeakMemory, Stopwatch
                            median_forward_seconds)
 from bench.profiling import ProfiledDenoiser, profile_sampling
 from bench.fidelity import fidelity_convention
-from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
-                           load_extractor, protocol_fingerprint, reference_features,
-                           reference_statistics)
+from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, extract,
+                           fid_protocol, load_extractor, protocol_fingerprint, read_statistics_file,
+                           reference_features, reference_statistics, statistics_file_protocol)
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
 from bench.provenance import provenance, utc_now
@@ -133,8 +133,10 @@ def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[Reference,
                                  f"{len(dataset.test_index)} test images super-resolution runs on; "
                                  "lower n_samples")
     split = config.reference_split if task == "generate" else "test"
-    stats, count = reference_statistics(extractor, config.dataset, split)
     metrics = task_metrics(config, task)
+    if task == "generate" and config.reference_stats:
+        return statistics_file_reference(config, extractor, metrics)
+    stats, count = reference_statistics(extractor, config.dataset, split)
     needs_features = any(METRICS.get(m).needs == "features" for m in metrics)
     reference = Reference(stats, count, reference_features(extractor, config.dataset, split)
                           if needs_features else None)
@@ -145,6 +147,17 @@ def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[Reference,
                                 "inputs": "test split, first n_samples",
                                 "fidelity": fidelity_convention(dataset.shape[0], config.superres_scale)}
     return reference, protocol
+
+
+def statistics_file_reference(config: SuiteConfig, extractor, metrics) -> tuple[Reference, dict]:
+    """Generated samples compared with FID statistics from a file (`reference_stats`)."""
+    dataset = load_dataset(config.dataset)
+    feature_dim = extract(extractor, to_uint8(dataset.images[:1]))[extractor.feature_layer].shape[1]
+    stats, count, sha256 = read_statistics_file(config.reference_stats, feature_dim,
+                                                f"{config.path}: [suite].reference_stats")
+    protocol = statistics_file_protocol(extractor, config.reference_stats, stats, count, sha256,
+                                        config.n_samples, metrics)
+    return Reference(stats, count or 0), protocol
 
 
 def model_of(ctx: SuiteContext, cell: CellSpec) -> LoadedModel | None:

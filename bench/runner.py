@@ -435,11 +435,7 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, o
                       memory, peaks) -> dict:
     """The row's measured fields, from every batch's record (rank 0)."""
     config = ctx.config
-    nfe_seen = {r.nfe for r in records}
-    if len(nfe_seen) != 1:
-        raise RuntimeError(f"network evaluations per sample differ between batches: {sorted(nfe_seen)}")
-    nfe = nfe_seen.pop()
-    nfe = int(nfe) if float(nfe).is_integer() else nfe
+    nfe = cell_nfe(method, cell.steps, records)
     timing = TimingSummary.of([r.seconds / r.images for r in records if r.timed])
     if timing is None:
         raise BatchFailed(f"no timed batch: with {world_size()} process(es), n_samples must cover "
@@ -461,6 +457,20 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, o
         "flops_per_image": flops_per_image(ctx, method, model, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
     }
+
+
+def cell_nfe(method, steps: int, records) -> float:
+    """Network evaluations per sample. A fixed-step method makes the same number in every batch
+    (anything else is a fault); an adaptive one (no expected NFE, e.g. k-diffusion's
+    dpm_adaptive, whose step sizes follow each batch's error) reports the mean over samples."""
+    if method.expected_nfe(steps) is None:
+        nfe = sum(r.nfe * r.images for r in records) / sum(r.images for r in records)
+    else:
+        nfe_seen = {r.nfe for r in records}
+        if len(nfe_seen) != 1:
+            raise RuntimeError(f"network evaluations per sample differ between batches: {sorted(nfe_seen)}")
+        nfe = nfe_seen.pop()
+    return int(nfe) if float(nfe).is_integer() else nfe
 
 
 def flops_per_image(ctx, method, model, nfe: float) -> int:

@@ -33,7 +33,8 @@ class CellSpec:
 
     @property
     def label(self) -> str:
-        extra = ", ".join(f"{k}={v}" for k, v in (("model", self.model),) * bool(self.model) + self.hparams)
+        shown = ((("model", self.model),) if self.model else ()) + self.hparams
+        extra = ", ".join(f"{k}={v}" for k, v in shown)
         return f"{self.method}({extra})" if extra else self.method
 
     @property

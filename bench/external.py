@@ -99,8 +99,9 @@ def read_tensors(path: Path, where: str) -> dict[str, torch.Tensor]:
         except Exception as err:
             raise DiffbenchError(
                 f"{where}: {path.name} does not load with torch.load(weights_only=True) "
-                f"({type(err).__name__}); if you trust it, convert it once: "
-                "safetensors.torch.save_file(torch.load(PATH, weights_only=False), 'net.safetensors')") from None
+                f"({type(err).__name__}): it needs unpickling, which can run code; only if you trust "
+                "its source, load its state dict once where it was made and save it with "
+                "safetensors.torch.save_file") from None
     else:
         try:
             tensors = load_file(path)

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import io
 import json
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -123,7 +124,6 @@ def read_statistics_file(path, feature_dim: int | None, what: str) -> tuple[dict
     pytorch-fid / clean-fid layout, and optionally `count`. Read without unpickling and checked
     (finite, shapes matching each other and the extractor's feature size); returns (stats,
     count or None, the file's sha256)."""
-    from pathlib import Path
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -147,19 +147,6 @@ def read_statistics_file(path, feature_dim: int | None, what: str) -> tuple[dict
     count = arrays.get("count")
     count = int(count) if count is not None and count.size == 1 and np.isfinite(count).all() else None
     return {"mu": mu, "sigma": sigma}, count, hashlib.sha256(raw).hexdigest()
-
-
-def statistics_file_protocol(extractor: Extractor, path, stats: dict, count: int | None,
-                             sha256: str, n_samples: int, metrics=("fid",)) -> dict:
-    """The metric protocol when the reference is a statistics file: the file (by name and hash)
-    stands where the dataset split would."""
-    from pathlib import Path
-    return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
-            "feature_layer": extractor.feature_layer, "resize": None,
-            "quantisation": QUANTISATION, "n_samples": n_samples,
-            "reference": {"statistics_file": Path(path).name, "statistics_file_sha256": sha256,
-                          "count": count, "statistics_hash": statistics_hash(stats)},
-            "metrics": metric_settings(metrics, n_samples, count or n_samples)}
 
 
 def reference_features(extractor: Extractor, dataset_spec: str, split: str) -> torch.Tensor:
@@ -216,12 +203,28 @@ def fid_protocol(extractor: Extractor, dataset_spec: str, split: str, stats: dic
                  reference_count: int, n_samples: int, metrics=("fid",)) -> dict:
     """The metric protocol fingerprint stored with every row."""
     dataset = load_dataset(dataset_spec)
+    return _protocol(extractor, {"dataset": dataset.name, "dataset_hash": dataset.content_hash,
+                                 "split": split, "count": reference_count,
+                                 "statistics_hash": statistics_hash(stats)},
+                     n_samples, metrics, reference_count)
+
+
+def statistics_file_protocol(extractor: Extractor, path, probe_uint8: torch.Tensor, n_samples: int,
+                             metrics, what: str) -> tuple[dict, int | None, dict]:
+    """(stats, count, protocol) when the reference is a statistics file: the file, by name and
+    hash, stands where the dataset split would. `probe_uint8` (an image or more of the kind
+    being scored) tells the extractor's feature size, which the file must match."""
+    feature_dim = extract(extractor, probe_uint8[:1])[extractor.feature_layer].shape[1]
+    stats, count, sha256 = read_statistics_file(path, feature_dim, what)
+    reference = {"statistics_file": Path(path).name, "statistics_file_sha256": sha256,
+                 "count": count, "statistics_hash": statistics_hash(stats)}
+    return stats, count, _protocol(extractor, reference, n_samples, metrics, count or n_samples)
+
+
+def _protocol(extractor: Extractor, reference: dict, n_samples: int, metrics, reference_count: int) -> dict:
     return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
             "feature_layer": extractor.feature_layer, "resize": None,
-            "quantisation": QUANTISATION, "n_samples": n_samples,
-            "reference": {"dataset": dataset.name, "dataset_hash": dataset.content_hash,
-                          "split": split, "count": reference_count,
-                          "statistics_hash": statistics_hash(stats)},
+            "quantisation": QUANTISATION, "n_samples": n_samples, "reference": reference,
             "metrics": metric_settings(metrics, n_samples, reference_count)}
 
 

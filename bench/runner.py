@@ -19,9 +19,9 @@ from bench.measure import (CompileGuard, CountingDenoiser, PeakMemory, Stopwatch
                            median_forward_seconds)
 from bench.profiling import ProfiledDenoiser, profile_sampling
 from bench.fidelity import fidelity_convention
-from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, extract,
-                           fid_protocol, load_extractor, protocol_fingerprint, read_statistics_file,
-                           reference_features, reference_statistics, statistics_file_protocol)
+from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
+                           load_extractor, protocol_fingerprint, reference_features,
+                           reference_statistics, statistics_file_protocol)
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
 from bench.provenance import provenance, utc_now
@@ -151,12 +151,10 @@ def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[Reference,
 
 def statistics_file_reference(config: SuiteConfig, extractor, metrics) -> tuple[Reference, dict]:
     """Generated samples compared with FID statistics from a file (`reference_stats`)."""
-    dataset = load_dataset(config.dataset)
-    feature_dim = extract(extractor, to_uint8(dataset.images[:1]))[extractor.feature_layer].shape[1]
-    stats, count, sha256 = read_statistics_file(config.reference_stats, feature_dim,
-                                                f"{config.path}: [suite].reference_stats")
-    protocol = statistics_file_protocol(extractor, config.reference_stats, stats, count, sha256,
-                                        config.n_samples, metrics)
+    probe = to_uint8(load_dataset(config.dataset).images[:1])
+    stats, count, protocol = statistics_file_protocol(extractor, config.reference_stats, probe,
+                                                      config.n_samples, metrics,
+                                                      f"{config.path}: [suite].reference_stats")
     return Reference(stats, count or 0), protocol
 
 

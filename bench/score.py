@@ -14,9 +14,9 @@ import numpy as np
 
 from bench.datasets import load_dataset
 from bench.errors import DiffbenchError
-from bench.metrics import (METRICS, check_metrics_available, extract, fid_protocol, load_extractor,
-                           protocol_fingerprint, read_statistics_file, reference_features,
-                           reference_statistics, statistics_file_protocol)
+from bench.metrics import (METRICS, check_metrics_available, fid_protocol, load_extractor,
+                           protocol_fingerprint, reference_features, reference_statistics,
+                           statistics_file_protocol)
 from bench.quantize import to_uint8
 from bench.scoring import CellScorer, Reference
 
@@ -71,10 +71,9 @@ def score_samples(samples_spec: str, ref_spec: str, metrics=("fid",), feature_ex
         check_shapes(samples.shape, load_dataset(ref_spec).shape, samples_spec, ref_spec)
     n_samples = len(pixels)
     if from_file:
-        feature_dim = extract(extractor, pixels[:1])[extractor.feature_layer].shape[1]
-        stats, count, sha256 = read_statistics_file(ref_spec, feature_dim, "--ref")
+        stats, count, protocol = statistics_file_protocol(extractor, ref_spec, pixels, n_samples,
+                                                          metrics, "--ref")
         reference = Reference(stats, count or 0)
-        protocol = statistics_file_protocol(extractor, ref_spec, stats, count, sha256, n_samples, metrics)
     else:
         stats, count = reference_statistics(extractor, ref_spec, ref_split)
         reference = Reference(stats, count, reference_features(extractor, ref_spec, ref_split)

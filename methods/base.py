@@ -104,8 +104,7 @@ class Method:
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"method {self.name!r}: task must be one of {TASKS}")
-        if isinstance(self.defaults, dict):     # a Mapping that resolves lazily stays as it is
-            object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
 
     def check_steps(self, steps: int) -> None:
@@ -142,10 +141,7 @@ class Method:
             default = self.defaults[key]
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            if default is None and not isinstance(value, (str, int, float, bool)):
-                raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be a string, "
-                                f"number or boolean, got {value!r}")
-            if default is not None and type(value) is not type(default):
+            if type(value) is not type(default):
                 raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be "
                                 f"{type(default).__name__}, got {value!r}")
             self._check_value(key, value)

@@ -18,6 +18,7 @@ EPILOG = """examples:
   diffbench report quick --against results/published/quick   changes against a baseline
   diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
   diffbench compare base.json now.json   speed regression check (exit 1 on a regression)
+  diffbench score my-samples/ --ref mnist5k --append quick   score samples made elsewhere
 """
 
 
@@ -87,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "precision, recall, isc (default fid)")
     score.add_argument("--feature-extractor", default="lenet", choices=["lenet", "inception"])
     score.add_argument("--inception-weights", default=None, help="a weights file for inception")
+    score.add_argument("--append", metavar="SUITE",
+                       help="also store the scores as a row of results/<SUITE>/ (ranked with the "
+                            "rows that share its protocol; NFE and time n/a)")
+    score.add_argument("--label", help="the row's name in reports (default: the samples' name)")
+    score.add_argument("--results-dir", type=Path, default=Path("results"),
+                       help="where results/<SUITE>/ lives (default: ./results)")
     train = commands.add_parser("train", help="train (or resume) a model recipe into the cache",
                                 epilog="example: diffbench train eps --dataset mnist5k")
     train.add_argument("recipe", help="a model recipe name (see `diffbench ls recipes`)")
@@ -194,11 +201,22 @@ def cmd_report(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from bench.score import score_samples, summary
+    from bench.score import append_scored, check_label, score_samples, summary
+    from bench.store import ResultStore
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    label = check_label(args.label if args.label is not None else Path(args.samples).stem)
+    if args.append is not None:
+        ResultStore(args.results_dir, args.append).ensure_writable()
     scored = score_samples(args.samples, args.ref, metrics, args.feature_extractor, args.ref_split,
                            args.inception_weights)
     print(summary(scored))
+    if args.append is not None:
+        row, peers = append_scored(scored, args.results_dir, args.append, label)
+        print(f"appended as {label!r} to {args.results_dir / args.append / 'rows.jsonl'}: "
+              + (f"ranked with {peers} stored row(s) of protocol {row['protocol_fingerprint']}"
+                 if peers else f"no stored row has protocol {row['protocol_fingerprint']}, so it "
+                 "is ranked on its own (a run's rows share it when n_samples, reference and "
+                 "extractor agree)"))
     return 0
 
 

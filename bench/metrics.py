@@ -23,6 +23,7 @@ from bench.features import Extractor, inception_extractor, lenet_extractor
 from bench.paths import atomic_write, cache_dir
 from bench.quantize import QUANTISATION, to_uint8
 from bench.registry import Registry
+from bench.rows import MetricEntry, metric_entry
 from bench.statistics import Moments
 
 
@@ -171,6 +172,11 @@ def reference_statistics(extractor: Extractor, dataset_spec: str, split: str) ->
     stats = fid_statistics(features)
     _save_cached(path, mu=stats["mu"], sigma=stats["sigma"], count=len(features))
     return stats, len(features)
+
+
+def stored_metric(name: str, value, uncertainty=None) -> MetricEntry:
+    """A row's entry for registered metric `name`, with the direction it declares."""
+    return metric_entry(value, METRICS.get(name).higher_is_better, uncertainty)
 
 
 def check_metrics_available(metrics, extractor: Extractor, where: str) -> None:

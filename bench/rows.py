@@ -15,6 +15,7 @@ from typing import Any, NotRequired, TypedDict
 
 ROW_VERSION = 1
 STATUSES = ("ok", "error", "nonfinite")
+SCORED = "score"     # a row's `source` when `diffbench score` measured samples made elsewhere
 COMPLETED = ("ok", "nonfinite")   # deterministic outcomes: re-running would give the same row
 
 
@@ -66,6 +67,12 @@ class Provenance(TypedDict, total=False):
     extractor_test_accuracy: float | None
 
 
+class SamplesRef(TypedDict):
+    path: str                   # as the user gave it
+    content_sha256: str         # of the decoded pixels, as a dataset's content hash
+    count: int
+
+
 class Row(TypedDict):
     cell_key: str
     status: str                 # one of STATUSES
@@ -105,6 +112,9 @@ class Row(TypedDict):
     provenance: NotRequired[Provenance]
     created_at: NotRequired[str]
     checksum: NotRequired[str]
+    source: NotRequired[str]                # absent: sampled by a run; SCORED: by `diffbench score`
+    samples: NotRequired[SamplesRef | None]  # the scored samples (SCORED rows only)
+    paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.stored_features)
 
 
 def finite_or_none(value: float | None) -> tuple[float | None, str | None]:
@@ -216,8 +226,10 @@ def row_problem(row) -> str | None:
         return problem
     if row["status"] not in STATUSES:
         return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
-    if row["status"] == "ok" and (not isinstance(row.get("nfe"), numbers.Real)
-                                  or not row.get("time_per_image_s")):
+    if row.get("source", "") not in ("", SCORED):
+        return f"source {row['source']!r} is not {SCORED!r}"
+    if row["status"] == "ok" and not is_scored(row) and (
+            not isinstance(row.get("nfe"), numbers.Real) or not row.get("time_per_image_s")):
         return "an ok row without nfe or time_per_image_s"
     return None
 
@@ -231,6 +243,11 @@ def complete(row: dict) -> Row:
                       for name, entry in row["metrics"].items()}
     row["protocol"] = {"reference": {}, "metrics": {}, **row["protocol"]}
     return row
+
+
+def is_scored(row) -> bool:
+    """Samples made elsewhere: diffbench measured their quality, not their NFE, time or memory."""
+    return row.get("source") == SCORED
 
 
 def metric_value(row: Row, name: str) -> float | None:

@@ -21,7 +21,7 @@ from bench.profiling import ProfiledDenoiser, profile_sampling
 from bench.fidelity import fidelity_convention
 from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
                            load_extractor, protocol_fingerprint, reference_features,
-                           reference_statistics, statistics_file_protocol)
+                           reference_statistics, statistics_file_protocol, stored_metric)
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
 from bench.provenance import provenance, utc_now
@@ -30,10 +30,11 @@ from bench.recipes import LoadedModel, ensure_trained, load_suite_external, suit
 from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
 from bench.errors import DiffbenchError, StorageError
 from bench.samples import save_grid
+from bench.stored_features import save_cell_features, save_reference
 from bench.scoring import BatchScores, CellScorer, Reference
-from bench.rows import metric_entry, new_row
+from bench.rows import new_row
 from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
-from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
+from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of, side_by_side
 from methods import METHODS, PerSampleRNG
 
 log = logging.getLogger("diffbench")
@@ -47,6 +48,7 @@ class SuiteContext:
     extractor: object
     references: dict[str, Reference]  # task -> what its samples are compared with
     protocols: dict[str, dict]      # task -> metric protocol
+    stored_references: dict[str, dict]  # task -> its reference stored beside the rows
     models: dict[str, LoadedModel]
     provenance: dict
 
@@ -102,14 +104,27 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
         extractor = load_extractor(config.feature_extractor, config.dataset,
                                    config.inception_weights or None)
         check_metrics_available(config.metrics, extractor, config.path)
-        references, protocols = {}, {}
+        references, protocols, stored = {}, {}, {}
         for task in sorted({METHODS.get(c.method).task for c in config.cells}):
             references[task], protocols[task] = task_protocol(config, extractor, task)
         models = load_models(config, device)
     if is_main():
         store.write_config(resolved_config(config, models))
-    return SuiteContext(config, store, device, extractor, references, protocols, models,
+        stored = {task: store_reference(config, extractor, task, references[task], protocols[task],
+                                        store.directory) for task in references}
+    return SuiteContext(config, store, device, extractor, references, protocols, stored, models,
                         provenance(device))
+
+
+def store_reference(config, extractor, task: str, reference: Reference, protocol: dict,
+                    directory: Path) -> dict:
+    """The task's reference beside the rows, for paired comparisons: its features when it has
+    fewer images than feature dimensions (and comes from a dataset split), else its statistics."""
+    features = None
+    if not (task == "generate" and config.reference_stats) and reference.count < len(reference.stats["mu"]):
+        split = config.reference_split if task == "generate" else "test"
+        features = reference_features(extractor, config.dataset, split).numpy()
+    return save_reference(directory, protocol_fingerprint(protocol), reference.stats, features)
 
 
 def task_metrics(config: SuiteConfig, task: str) -> tuple[str, ...]:
@@ -340,10 +355,6 @@ def profile_cell(ctx, method, hparams, model, steps) -> dict:
         ctx.device, len(indices))
 
 
-def metric(name: str, value, uncertainty=None) -> dict:
-    return metric_entry(value, METRICS.get(name).higher_is_better, uncertainty)
-
-
 def scorer_for(ctx, method) -> CellScorer:
     return CellScorer(ctx.extractor, ctx.references[method.task],
                       task_metrics(ctx.config, method.task), ctx.config.n_samples,
@@ -393,9 +404,25 @@ def run_batch(ctx, cell, method, hparams, model, scorer, number: int, local_numb
     except Exception as err:  # reported in the row; the suite goes on
         log.debug("batch %d failed:\n%s", number, traceback.format_exc())
         return BatchOutcome(number, error=error_message(err)), None
-    return BatchOutcome(number, scores, pixels[:max(0, config.grid_size - start)], seconds,
+    return BatchOutcome(number, scores, grid_part(ctx, method, pixels, indices), seconds,
                         len(indices), timed, counter.nfe(len(indices)),
                         seconds / counter.seconds_inside if counter.seconds_inside else None), counter
+
+
+SR_PER_LINE = 4     # super-resolution grids: LR | output | HR triplets, four a line
+
+
+def grid_part(ctx, method, pixels, indices) -> torch.Tensor:
+    """This batch's share of the cell's sample grid: its first samples while the grid is not
+    full; for super-resolution each as LR input | output | HR (a quarter as many samples)."""
+    start = indices[0]
+    if method.task != "superres":
+        return pixels[:max(0, ctx.config.grid_size - start)]
+    keep = indices[:max(0, ctx.config.grid_size // 4 - start)]
+    if not keep:
+        return pixels[:0]
+    highres, lowres = superres_inputs(ctx, keep)
+    return side_by_side(lowres, pixels[:len(keep)], highres)
 
 
 def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
@@ -426,11 +453,11 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     if failure:
         raise (NonFiniteSamples if failure.nonfinite else BatchFailed)(failure.error)
     return cell_measurements(ctx, cell, method, hparams, model, key, records, scores,
-                             own_timed_counter, memory, peak) if is_main() else {}
+                             scorer.features(), own_timed_counter, memory, peak) if is_main() else {}
 
 
-def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, own_timed_counter,
-                      memory, peaks) -> dict:
+def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, features,
+                      own_timed_counter, memory, peaks) -> dict:
     """The row's measured fields, from every batch's record (rank 0)."""
     config = ctx.config
     nfe = cell_nfe(method, cell.steps, records)
@@ -438,14 +465,15 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, o
     if timing is None:
         raise BatchFailed(f"no timed batch: with {world_size()} process(es), n_samples must cover "
                           f"warmup_batches + 1 batches per process")
-    grid = save_grid(torch.cat([r.grid for r in records]), ctx.store.directory / "samples" / f"{key}.png")
+    grid = save_grid(torch.cat([r.grid for r in records]), ctx.store.directory / "samples" / f"{key}.png",
+                     nrow=3 * SR_PER_LINE if method.task == "superres" else None)
     in_situ = [r.in_situ for r in records if r.timed]
     return {
         "overhead": own_timed_counter and overhead(model, own_timed_counter,
                                                    timing.median * config.batch_size, in_situ, ctx.device),
         "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
         "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
-        "metrics": {name: metric(name, *value) for name, value in scores.items()},
+        "metrics": {name: stored_metric(name, *value) for name, value in scores.items()},
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": world_size() / timing.median if timing.median > 0 else None,
         "world_size": world_size(),
@@ -454,6 +482,8 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, o
                    "reserved_bytes": memory.reserved_bytes, "region": "sampling and scoring"},
         "flops_per_image": flops_per_image(ctx, method, model, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
+        "paired": {"features": save_cell_features(ctx.store.directory, key, features),
+                   "reference": ctx.stored_references[method.task]},
     }
 
 

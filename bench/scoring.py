@@ -1,8 +1,9 @@
 """Scores a cell's samples batch by batch, as they are generated.
 
-Features go straight into float64 running moments (`bench.statistics.Moments`), so a cell's
-memory does not grow with its sample count; features are kept only for the metrics that need
-every one (KID, precision/recall) and logits only for the Inception Score. Along the way the
+Features go straight into float64 running moments (`bench.statistics.Moments`); a float16 copy
+of each sample's features is kept for storage beside the row (paired comparisons, 2 bytes per
+dimension per sample), float32 ones only for the metrics that need every one (KID,
+precision/recall) and logits only for the Inception Score. Along the way the
 scorer takes FID of each disjoint seed block (its spread is FID's uncertainty) and, for FID_inf,
 FID of nested prefixes of the seed order.
 """
@@ -61,7 +62,8 @@ class CellScorer:
     {metric name: (value, uncertainty or None)}."""
 
     def __init__(self, extractor: Extractor, reference: Reference, metrics, n_samples: int,
-                 superres_scale: int | None = None):
+                 superres_scale: int | None = None, store_features: bool = True):
+        self.store_features = store_features
         self.extractor, self.reference, self.n_samples = extractor, reference, n_samples
         self.metrics = set(metrics) | {"fid"}
         self.scale = superres_scale
@@ -70,6 +72,7 @@ class CellScorer:
         self.prefix_counts = prefix_counts(n_samples) if "fid_infinity" in self.metrics else []
         self.block_fids, self.prefix_fids = [], []
         self.kept_features, self.kept_logits = [], []
+        self.stored_features = []        # every sample's features, float16, for paired comparisons
         self.correct = self.labelled = 0
         self.per_image = defaultdict(list)
 
@@ -101,6 +104,8 @@ class CellScorer:
     def accumulate(self, scores: BatchScores) -> None:
         """Adds a measured batch; batches must come in seed order."""
         self._stream(scores.features.double())
+        if self.store_features:
+            self.stored_features.append(scores.features.cpu().to(torch.float16).numpy())
         if self.wants("features"):
             self.kept_features.append(scores.features.float())
         if scores.logits is not None:
@@ -109,6 +114,11 @@ class CellScorer:
         self.labelled += scores.labelled
         for name, values in scores.per_image.items():
             self.per_image[name].append(values)
+
+    def features(self) -> np.ndarray:
+        """Every sample's features in seed order (float16: for the spread of paired resamples;
+        the scores themselves come from float64 moments)."""
+        return np.concatenate(self.stored_features)
 
     def _stream(self, features: torch.Tensor) -> None:
         """Adds features to the running moments, stopping at every block end and prefix count."""

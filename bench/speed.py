@@ -8,6 +8,7 @@ file (saved with `--benchmark-save-data`, so the rounds are in it) or from diffb
 Results from different machines are refused unless the caller says they may be compared.
 """
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from bench.store import read_rows
 
 MIN_EFFECT = 0.05
 ALPHA = 0.01
+LOADED_SPREAD = 0.10     # IQR / median of timed rounds above this: the machine was not quiet
 PYTEST_MACHINE_KEYS = ("machine", "processor", "system", "python_implementation", "cpu_brand",
                        "cpu_count", "gpu_name", "cuda", "torch")
 
@@ -34,11 +36,12 @@ class Timings:
 @dataclass(frozen=True)
 class SpeedVerdict:
     name: str
-    baseline_median: float | None
+    baseline_median: float | None      # seconds
     current_median: float | None
     ratio: float | None
     p_value: float | None
-    verdict: str            # regression | faster | no change | new | missing
+    verdict: str            # regression | faster | no change | too few rounds | new | missing
+    warnings: tuple[str, ...] = ()
 
 
 def _pytest_machine(info: dict) -> dict:
@@ -101,9 +104,26 @@ def load_timings(path: str | Path) -> Timings:
     return load_pytest_benchmark(path, document)
 
 
+def smallest_p(n_baseline: int, n_current: int) -> float:
+    """The smallest p-value a one-sided Mann-Whitney U test on these many rounds can give (every
+    current round beyond every baseline round): 1 / C(n + m, n)."""
+    return 1 / math.comb(n_baseline + n_current, n_baseline)
+
+
+def relative_spread(rounds: list[float]) -> float:
+    """Interquartile range over the median: how steady the machine was while timing."""
+    median = statistics.median(rounds)
+    if len(rounds) < 2 or median <= 0:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(rounds, n=4)
+    return (q3 - q1) / median
+
+
 def judge(baseline: list[float], current: list[float], min_effect: float = MIN_EFFECT,
           alpha: float = ALPHA) -> tuple[float, float, str]:
-    """(ratio of medians, p-value of the one-sided test in the direction of the change, verdict)."""
+    """(ratio of medians, p-value of the one-sided test in the direction of the change, verdict).
+    With too few rounds for any ordering to reach p < alpha the verdict says so, never "no
+    change"."""
     ratio = statistics.median(current) / statistics.median(baseline)
     slower = ratio >= 1
     p = float(mannwhitneyu(current, baseline, alternative="greater" if slower else "less").pvalue)
@@ -111,7 +131,20 @@ def judge(baseline: list[float], current: list[float], min_effect: float = MIN_E
         return ratio, p, "regression"
     if p < alpha and ratio < 1 - min_effect:
         return ratio, p, "faster"
+    if smallest_p(len(baseline), len(current)) >= alpha:
+        return ratio, p, "too few rounds"
     return ratio, p, "no change"
+
+
+def loaded_warnings(name: str, baseline: list[float], current: list[float]) -> list[str]:
+    """A warning for each side whose rounds spread more than a quiet machine's do."""
+    found = []
+    for side, rounds in (("baseline", baseline), ("current", current)):
+        spread = relative_spread(rounds)
+        if spread > LOADED_SPREAD:
+            found.append(f"{name}: {side} rounds spread {spread:.0%} of their median (IQR); above "
+                         f"{LOADED_SPREAD:.0%} the machine was probably busy: time it again on a quiet one")
+    return found
 
 
 def same_machine(a: Timings, b: Timings) -> list[str]:
@@ -137,16 +170,23 @@ def compare_speed(baseline: Timings, current: Timings, min_effect: float = MIN_E
             continue
         ratio, p, verdict = judge(before, now, min_effect, alpha)
         verdicts.append(SpeedVerdict(name, statistics.median(before), statistics.median(now),
-                                     ratio, p, verdict))
+                                     ratio, p, verdict, tuple(loaded_warnings(name, before, now))))
     return verdicts
 
 
 def format_verdicts(verdicts: list[SpeedVerdict]) -> list[str]:
+    """A table with every name whole and medians in milliseconds, then the warnings."""
     def number(value, fmt):
         return "-" if value is None else fmt.format(value)
-    lines = [f"{'benchmark':60s} {'baseline':>11s} {'current':>11s} {'ratio':>7s} {'p':>9s}  verdict"]
+    width = max([len("benchmark")] + [len(v.name) for v in verdicts])
+    lines = [f"{'benchmark':{width}s} {'baseline ms':>12s} {'current ms':>12s} {'ratio':>7s} "
+             f"{'p':>9s}  verdict"]
     for v in verdicts:
-        lines.append(f"{v.name[-60:]:60s} {number(v.baseline_median, '{:.4g}'):>11s} "
-                     f"{number(v.current_median, '{:.4g}'):>11s} {number(v.ratio, '{:.3f}'):>7s} "
-                     f"{number(v.p_value, '{:.2g}'):>9s}  {v.verdict}")
+        lines.append(f"{v.name:{width}s} {number(v.baseline_median and v.baseline_median * 1e3, '{:.4g}'):>12s} "
+                     f"{number(v.current_median and v.current_median * 1e3, '{:.4g}'):>12s} "
+                     f"{number(v.ratio, '{:.3f}'):>7s} {number(v.p_value, '{:.2g}'):>9s}  {v.verdict}")
+    lines += [f"warning: {w}" for v in verdicts for w in v.warnings]
+    if any(v.verdict == "too few rounds" for v in verdicts):
+        lines.append("too few rounds: no ordering of this many rounds can reach the significance "
+                     "level; time more rounds (--benchmark-min-rounds, or more timed batches)")
     return lines

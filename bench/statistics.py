@@ -62,7 +62,7 @@ def _cholesky(matrix: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+def psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(matrix)
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
@@ -74,7 +74,7 @@ def trace_sqrt_product(sigma_1: np.ndarray, sigma_2: np.ndarray) -> float:
         if factor is not None:
             break
     else:
-        factor, second = _psd_sqrt(sigma_1), sigma_2
+        factor, second = psd_sqrt(sigma_1), sigma_2
     eigenvalues = np.linalg.eigvalsh(factor.T @ second @ factor)
     return float(np.sqrt(np.clip(eigenvalues, 0, None)).sum())
 

@@ -42,3 +42,11 @@ def lowres_of(highres: torch.Tensor, scale: int) -> torch.Tensor:
 def condition_of(lowres: torch.Tensor, scale: int) -> torch.Tensor:
     """What a model is conditioned on: the LR image upsampled to HR size."""
     return upsample(lowres, (lowres.shape[-2] * scale, lowres.shape[-1] * scale))
+
+
+def side_by_side(lowres: torch.Tensor, output_uint8: torch.Tensor, highres: torch.Tensor) -> torch.Tensor:
+    """uint8 images for a grid, three per sample: the LR input (pixel-replicated to HR size), the
+    output, the HR ground truth."""
+    scale = highres.shape[-1] // lowres.shape[-1]
+    shown = to_uint8(lowres).repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    return torch.stack([shown, output_uint8, to_uint8(highres)], 1).flatten(0, 1)

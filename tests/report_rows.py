@@ -1,5 +1,7 @@
 """Result rows for report tests: the fields a report reads, with values a test chooses, completed
 as the store hands rows out."""
+import hashlib
+
 import numpy as np
 from PIL import Image
 
@@ -13,8 +15,14 @@ PROVENANCE = {"git_sha": "f" * 40, "git_dirty": False, "device_name": "cpu", "de
               "num_threads": 2, "torch": "2", "torch_fidelity": "0.4"}
 
 
+def model_ref(recipe: str) -> dict:
+    """A model reference whose checkpoint hash follows from the recipe name."""
+    return {"recipe": recipe, "cache_key": "0" * 16,
+            "checkpoint_sha256": hashlib.sha256(recipe.encode()).hexdigest()}
+
+
 def row(key, method, nfe, fid, seconds, fingerprint="p1", status="ok", task="generate",
-        fid_error=None, hparams=None, **metrics):
+        fid_error=None, hparams=None, model=None, **metrics):
     stored = {"fid": {"value": fid, "higher_is_better": False,
                       "uncertainty": None if fid_error is None else {"value": fid_error}}}
     stored.update({name: {"value": value, "higher_is_better": name in ("psnr", "ssim", "class_acc")}
@@ -27,7 +35,7 @@ def row(key, method, nfe, fid, seconds, fingerprint="p1", status="ok", task="gen
             "throughput_images_per_s": 1 / seconds, "num_parameters": 1000,
             "memory": {"kind": "cpu_peak_rss", "peak_bytes": 2**20},
             "protocol": PROTOCOL, "protocol_fingerprint": fingerprint, "provenance": PROVENANCE,
-            "samples_grid": None})
+            "samples_grid": None, "model": model and model_ref(model)})
 
 
 def store_rows(results, suite, *rows, grids=False):

@@ -1,4 +1,5 @@
 import hashlib
+import re
 import shutil
 import subprocess
 
@@ -65,17 +66,26 @@ def test_failed_rows_are_listed_but_not_ranked():
 
 
 def test_metric_uncertainty_is_shown_beside_its_value():
-    assert "**5.000** ± 0.250" in markdown(row("a", "ddim", 10, 5.0, 0.2, fid_error=0.25))[2]
+    assert "**5.00** ± 0.25" in markdown(row("a", "ddim", 10, 5.0, 0.2, fid_error=0.25))[2]
+
+
+@pytest.mark.parametrize("value, error, shown", [
+    (133.7, 15.7, ("134", "16")), (83.54, 4.21, ("83.5", "4.2")), (1194.2, 153.0, ("1190", "150")),
+    (0.01234, 0.00045, ("0.01234", "0.00045")), (7.0, 0.0, ("7", "0")),
+])
+def test_a_value_is_printed_to_its_uncertainty(value, error, shown):
+    from bench.report.board import to_uncertainty
+    assert to_uncertainty(value, error) == shown
 
 
 def test_identical_images_give_a_null_psnr_flagged_inf_that_renders():
     import torch
     from bench.fidelity import psnr_per_image
-    from bench.runner import metric
+    from bench.metrics import stored_metric
     from bench.statistics import mean_with_error
     pixels = torch.randint(0, 256, (3, 1, 16, 16), dtype=torch.uint8)
     with pytest.warns(RuntimeWarning):   # scikit-image divides by a zero MSE
-        stored = metric("psnr", *mean_with_error(psnr_per_image(pixels, pixels, crop=2)))
+        stored = stored_metric("psnr", *mean_with_error(psnr_per_image(pixels, pixels, crop=2)))
     assert stored["value"] is None and stored["flag"] == "inf"
     identical = row("a", "bicubic", 0, 5.0, 0.2)
     identical["metrics"]["psnr"] = stored
@@ -191,8 +201,9 @@ def test_latex_escape(text, expected):
 def test_latex_tables_have_booktabs_structure_and_a_full_caption(tmp_path):
     out = render(tmp_path, row("a", "ddim", 10, 5.0, 0.2, fid_error=0.5), row("b", "ddim", 20, 4.0, 0.4))
     tex = (out / "tables.tex").read_text()
-    assert tex.count(r"\toprule") == tex.count(r"\midrule") == tex.count(r"\bottomrule") == 2
-    assert r"\textbf{4.000}" in tex and r"\underline{5.000} $\pm$ 0.500" in tex
+    assert tex.count(r"\toprule") == tex.count(r"\midrule") == 4     # the header repeats per page
+    assert tex.count(r"\bottomrule") == 2 and r"\resizebox" not in tex
+    assert r"\textbf{4.000}" in tex and r"\underline{5.00} $\pm$ 0.50" in tex
     assert "FID at NFE $=k$" in tex and "10 samples per cell" in tex and "lenet-x" in tex
     assert "measured on cpu (cpu, 2 threads)" in tex
     assert tex.count(r"\begin{") == tex.count(r"\end{")
@@ -206,6 +217,36 @@ def test_latex_tables_compile_with_pdflatex(tmp_path):
                           cwd=out, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
     assert (out / "tables.pdf").stat().st_size > 1000
+
+
+def compile_latex(out):
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "tables.tex"],
+                          cwd=out, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    return out / "tables.pdf"
+
+
+def word_heights(pdf) -> list[float]:
+    """Each word's bounding-box height in points (pdftotext -bbox): a font-size proxy."""
+    boxes = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout
+    return [float(b) - float(a) for a, b in re.findall(r'yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)"', boxes)]
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("pdflatex", "pdffonts", "pdftotext")),
+                    reason="pdflatex or poppler-utils is not installed")
+@pytest.mark.xfail(reason="open (issue 13): pdftotext finds a word box 5 pt high; not yet known "
+                          "whether a glyph or a font below 7 pt", strict=False)
+def test_a_long_table_breaks_across_pages_in_vector_fonts_no_smaller_than_7pt(tmp_path):
+    rows = [row(f"k{i}", f"method-{i}", 10, 50.0 + i, 0.2, fid_error=1.3, model="eps",
+                hparams={"cfg_scale": 1.0, "churn": 30}) for i in range(60)]
+    out = render(tmp_path, *rows)
+    pdf = compile_latex(out)
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "Type 3" not in fonts and "Type 1" in fonts
+    pages = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert int(re.search(r"Pages:\s+(\d+)", pages).group(1)) >= 2     # 60 rows: not shrunk
+    assert min(word_heights(pdf)) >= 7.0
 
 
 @pytest.mark.parametrize("suite", ["../../x", "a/b", HOSTILE])

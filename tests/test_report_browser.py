@@ -63,3 +63,27 @@ def test_report_opens_offline_decodes_images_and_sorts(browser, page, tmp_path):
     assert first_column(browser) == ["edm-heun", "ddim", "flow-heun", "ddpm"]
     shot = tmp_path / "report.png"
     assert browser.save_screenshot(str(shot)) and os.path.getsize(shot) > 10_000
+
+
+@pytest.fixture
+def wide_page(tmp_path):
+    """Rows with every text column filled: a model, hyper-parameters, uncertainties."""
+    rows = [row(k, m, n, f, 0.2, fid_error=1.3, model=model, hparams={"cfg_scale": 3.0, "churn": 30})
+            for k, m, n, f, model in [("a", "flow-heun-cfg", 19, 8.5, "flow-cond"),
+                                      ("b", "edm-stochastic", 35, 57.5, "edm"),
+                                      ("c", "ddpm", 100, 53.5, "eps")]]
+    store_rows(tmp_path / "results", "s", *rows, grids=True)
+    return render_report("s", tmp_path / "results", tmp_path / "reports") / "index.html"
+
+
+@pytest.mark.parametrize("width", [420, 1400])
+def test_the_page_never_scrolls_sideways_and_the_fid_column_is_in_view(browser, wide_page, width):
+    browser.set_window_size(width, 900)
+    browser.get(wide_page.as_uri())
+    inner, page_width = browser.execute_script(
+        "return [window.innerWidth, document.documentElement.scrollWidth];")
+    assert page_width <= inner
+    right = browser.execute_script(
+        "var th = Array.from(document.querySelector('table.sortable').tHead.rows[0].cells)"
+        ".find(c => c.textContent.startsWith('FID')); return th.getBoundingClientRect().right;")
+    assert right <= inner

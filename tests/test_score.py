@@ -132,3 +132,79 @@ def test_reference_stats_with_a_metric_that_needs_features_is_exit_2(capsys, wri
     suite = write_suite_with_stats(write_suite, str(lenet_stats), '\nmetrics = ["fid", "kid"]')
     code, _, err = run_cli(capsys, "run", str(suite), "--results-dir", str(tmp_path / "results"))
     assert code == 2 and "need the reference's features" in one_line_error(err)
+
+
+@pytest.fixture
+def tiny_run(write_suite, tmp_path):
+    """The tiny suite run into tmp_path/results (24 samples a cell, LeNet FID on digits8)."""
+    run_suite(load_suite(str(write_suite())), tmp_path / "results")
+    return tmp_path / "results"
+
+
+@pytest.fixture
+def samples_24(tmp_path):
+    """24 digits8 test images as a folder of PNGs: the tiny suite's sample count."""
+    from PIL import Image
+    test, _ = load_dataset("digits8").split("test")
+    folder = tmp_path / "their-samples"
+    folder.mkdir()
+    for i, image in enumerate(to_uint8(test[:24])):
+        Image.fromarray(image[0].numpy()).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def append(capsys, samples, results, *extra):
+    return run_cli(capsys, "score", str(samples), "--ref", "digits8", "--append", "tiny",
+                   "--results-dir", str(results), *extra)
+
+
+def test_append_stores_a_scored_row_ranked_with_the_runs_of_its_protocol(capsys, tiny_run, samples_24):
+    code, out, _ = append(capsys, samples_24, tiny_run, "--label", "their sampler")
+    rows, problems = ResultStore(tiny_run, "tiny").read()
+    scored = [r for r in rows if r["source"] == "score"]
+    assert code == 0 and not problems and len(scored) == 1
+    assert scored[0]["label"] == "their sampler" and scored[0]["status"] == "ok"
+    assert scored[0]["nfe"] is None and scored[0]["time_per_image_s"] is None
+    assert scored[0]["protocol_fingerprint"] == rows[0]["protocol_fingerprint"]
+    assert "ranked with 4 stored row(s)" in out
+    printed = float(out.split("fid=")[1].split()[0])
+    assert scored[0]["metrics"]["fid"]["value"] == pytest.approx(printed, rel=1e-3)
+
+
+def test_scoring_the_same_samples_again_is_the_same_cell(capsys, tiny_run, samples_24):
+    append(capsys, samples_24, tiny_run, "--label", "first")
+    append(capsys, samples_24, tiny_run, "--label", "renamed")
+    from bench.store import latest_per_cell
+    rows, _ = ResultStore(tiny_run, "tiny").read()
+    shown = [r["label"] for r in latest_per_cell(rows) if r["source"] == "score"]
+    assert shown == ["renamed"]
+
+
+def test_a_scored_row_with_another_protocol_is_said_to_rank_alone(capsys, tiny_run, samples_npz):
+    code, out, _ = append(capsys, samples_npz, tiny_run)   # 359 samples, not the suite's 24
+    assert code == 0 and "ranked on its own" in out
+
+
+@pytest.mark.parametrize("label", ["", "a\u202eb", "x" * 81, "line\nbreak"])
+def test_a_bad_label_is_exit_2_before_anything_is_stored(capsys, tiny_run, samples_24, label):
+    before = (tiny_run / "tiny" / "rows.jsonl").read_bytes()
+    code, _, err = append(capsys, samples_24, tiny_run, "--label", label)
+    assert code == 2 and "--label" in one_line_error(err)
+    assert (tiny_run / "tiny" / "rows.jsonl").read_bytes() == before
+
+
+def test_an_invalid_suite_name_is_exit_2(capsys, tmp_path, samples_24):
+    code, _, err = run_cli(capsys, "score", str(samples_24), "--ref", "digits8", "--append", "../x",
+                           "--results-dir", str(tmp_path))
+    assert code == 2 and "suite name" in one_line_error(err)
+
+
+def test_the_report_shows_a_scored_row_with_na_cost_and_says_why(capsys, tiny_run, samples_24, tmp_path):
+    append(capsys, samples_24, tiny_run, "--label", "their sampler")
+    code, _, _ = run_cli(capsys, "report", "tiny", "--results-dir", str(tiny_run),
+                         "--reports-dir", str(tmp_path / "reports"))
+    board = (tmp_path / "reports" / "tiny" / "leaderboard.md").read_text()
+    line = next(l for l in board.splitlines() if l.startswith("| their sampler"))
+    assert code == 0 and "samples made outside diffbench" in board
+    assert "their sampler: samples made elsewhere" in board
+    assert line.count("n/a") >= 2      # NFE and time / image

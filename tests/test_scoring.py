@@ -81,7 +81,7 @@ def test_blocks_and_prefixes_partition_the_sample_count():
 def peak_scoring_memory(digits, n):
     from bench.measure import PeakMemory
     extractor, pixels, _, reference = digits
-    scorer = CellScorer(extractor, reference, ["fid"], n)
+    scorer = CellScorer(extractor, reference, ["fid"], n, store_features=False)
     with PeakMemory(torch.device("cpu")) as memory:
         for start in range(0, n, 500):
             scorer.add(pixels[start % 500:start % 500 + 500][:n - start])

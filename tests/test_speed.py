@@ -45,6 +45,32 @@ def test_a_speed_up_is_reported_as_faster():
     assert judge(synthetic_rounds(rng), synthetic_rounds(rng, 0.8))[2] == "faster"
 
 
+def test_three_rounds_a_side_are_too_few_rounds_not_no_change():
+    """1 / C(6, 3) = 0.05: no ordering of 3 + 3 rounds reaches p < 0.01, even a doubling."""
+    assert judge([0.010, 0.011, 0.012], [0.020, 0.021, 0.022])[2] == "too few rounds"
+
+
+def test_enough_rounds_of_a_doubling_are_a_regression():
+    assert judge([0.010, 0.011, 0.012, 0.010, 0.011], [0.020, 0.021, 0.022, 0.020, 0.021])[2] == "regression"
+
+
+def test_rounds_from_a_busy_machine_are_warned_about():
+    rng = np.random.default_rng(4)
+    quiet, busy = synthetic_rounds(rng, noise=0.01), synthetic_rounds(rng, noise=0.4)
+    verdict = compare_speed(Timings("a", {}, {"x": quiet}), Timings("b", {}, {"x": busy}))[0]
+    assert len(verdict.warnings) == 1 and "current rounds spread" in verdict.warnings[0]
+
+
+def test_the_table_shows_whole_names_and_milliseconds():
+    from bench.speed import format_verdicts
+    name = "tests/benchmarks/test_samplers.py::test_sampler_speed[k-diffusion:dpmpp_2m_sde-eps-20]"
+    rng = np.random.default_rng(5)
+    rounds = synthetic_rounds(rng)
+    lines = format_verdicts(compare_speed(Timings("a", {}, {name: rounds}), Timings("b", {}, {name: rounds})))
+    assert "baseline ms" in lines[0] and lines[1].startswith(name)
+    assert 8 < float(lines[1][len(name):].split()[0]) < 12      # 10 ms rounds, shown in ms
+
+
 @pytest.fixture(scope="module")
 def tiny_sampler():
     """DDIM, 5 steps, on a random-weight 8x8 UNet: speed needs no trained model."""

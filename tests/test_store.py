@@ -107,11 +107,20 @@ def test_rows_are_single_json_lines(tmp_path):
     ("time_per_image_s", {"median": 0.1, "iqr": True}, "'iqr' has the wrong type (bool)"),
     ("model", {"recipe": "eps"}, "'cache_key' missing"),
     ("hparams", ["eta", 0.0], "is not an object"),
+    ("nfe", None, "an ok row without nfe"),
+    ("source", "elsewhere", "source 'elsewhere' is not"),
 ])
 def test_a_nested_misfit_is_named(field, value, problem):
     from bench.rows import row_problem
     stored = {**row("a"), field: value}
     assert problem in row_problem(stored)
+
+
+def test_a_scored_row_fits_without_nfe_or_time():
+    from bench.rows import row_problem
+    scored = {**row("a"), "source": "score", "nfe": None, "time_per_image_s": None,
+              "samples": {"path": "s/", "content_sha256": "ab", "count": 5}}
+    assert row_problem(scored) is None
 
 
 def test_a_row_read_back_has_every_optional_field(tmp_path):

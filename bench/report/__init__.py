@@ -16,9 +16,9 @@ from pathlib import Path
 from bench.errors import DiffbenchError, StorageError
 from bench.paths import ensure_writable
 from bench.registry import validate_name
-from bench.report import captions, compare, html, latex, markdown, plots
+from bench.report import captions, compare, html, latex, markdown, pairs, plots
 from bench.report.text import clean_strings
-from bench.report.board import Board, build_board, group_rows, hparams_text, ok, row_order
+from bench.report.board import Board, build_board, group_rows, ok, row_order
 from bench.store import ResultStore, latest_per_cell, read_rows
 
 GRID_PATH = re.compile(r"samples/[0-9a-f]{8,64}\.png")
@@ -78,8 +78,10 @@ def render_report(suite: str, results_root: Path, reports_root: Path,
 
 def write_report(name, store, stored, problems, out, baseline, against) -> None:
     rows = [clean_strings(row) for row in latest_per_cell(stored)]
-    boards = [build_board(group) for group in group_rows(rows)]
-    rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems)
+    paired_notes = []
+    boards = [build_board(group, pairs=group_pairs(group, store.directory, paired_notes))
+              for group in group_rows(rows)]
+    rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems + paired_notes)
     superseded = len(stored) - len(rows)
     if superseded:
         rendered.notes.append(f"{superseded} earlier row(s) of cells measured again are not shown "
@@ -91,16 +93,27 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
     rendered.figures = draw_figures(boards, out)
     rendered.grids = copy_grids(rows, store.directory, out)
     if rendered.grids:
-        plots.sample_panels([(f"{r['label']}, {r['steps']} steps", out / path)
-                             for r, path in rendered.grids], out / "samples")
+        plots.sample_panels([(captions.grid_caption(r), out / path) for r, path in rendered.grids],
+                            out / "samples")
     if baseline is not None:
-        baseline_rows, baseline_problems = baseline
-        rendered.comparison = compare.compare_rows(rows, latest_per_cell(baseline_rows))
+        baseline_rows, baseline_problems, baseline_dir = baseline
+        rendered.comparison = compare.compare_rows(rows, latest_per_cell(baseline_rows),
+                                                   store.directory, baseline_dir)
         rendered.against = str(against)
         rendered.notes += baseline_problems
     (out / "leaderboard.md").write_text(markdown_report(rendered))
     (out / "tables.tex").write_text(latex.document(name, boards, _hardware(rows), rendered.notes))
     (out / "index.html").write_text(html_report(rendered, out))
+
+
+def group_pairs(group, results_dir: Path, notes: list[str]):
+    """The group's paired statistics, or None (with a note when stored features are unusable:
+    the report then ranks by value, as for rows stored without features)."""
+    try:
+        return pairs.board_pairs(group.rows, results_dir)
+    except DiffbenchError as err:
+        notes.append(f"Paired statistics left out ({err}); ranks are by value.")
+        return None
 
 
 def keep_other_files(out: Path, staging: Path) -> None:
@@ -125,9 +138,9 @@ def swap_in(staging: Path, out: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def read_baseline(against: str | Path, results_root: Path) -> tuple[list[dict], list[str]]:
-    """The `--against` rows, checked before anything is written: the path must exist and hold
-    at least one intact diffbench row."""
+def read_baseline(against: str | Path, results_root: Path) -> tuple[list[dict], list[str], Path]:
+    """The `--against` rows, checked before anything is written (the path must exist and hold
+    at least one intact diffbench row), and the folder their stored features are in."""
     path = resolve_against(against, results_root)
     try:
         rows, problems = read_rows(path)
@@ -139,7 +152,7 @@ def read_baseline(against: str | Path, results_root: Path) -> tuple[list[dict], 
         raise DiffbenchError(f"--against {str(against)!r}: {str(path)!r} holds no intact "
                              f"diffbench row ({what}): give a results directory, a rows.jsonl "
                              "file or a suite name with stored rows")
-    return rows, problems
+    return rows, problems, path.parent
 
 
 def resolve_against(against: str | Path, results_root: Path) -> Path:
@@ -207,17 +220,21 @@ def _hardware(rows: list[dict]) -> str:
 def markdown_report(r: Rendered) -> str:
     esc = markdown.escape
     lines = [f"# Leaderboard: {esc(r.suite)}", ""] + [f"- {esc(n)}" for n in r.notes] + [""]
+    if r.comparison:
+        lines += markdown_comparison(r)
     for index, board in enumerate(r.boards):
         lines += [f"## {esc(board.title)}", "", esc(captions.protocol_caption(board.group.rows[0])), ""]
-        lines += markdown.table(board) + [""] + markdown.pivot_table(board)
+        lines += [esc(board.ranking), ""] + markdown.table(board) + [""]
+        if board.cross:
+            lines += [f"### {esc(board.cross.title)}", "", esc(board.cross.ranking), ""]
+            lines += markdown.table(board.cross) + [""]
+        lines += markdown.pivot_table(board)
         lines += [esc(captions.provenance_caption(board.group.rows)), ""]
         lines += [f"![{title}]({png})\n" for title, png in r.figures.get(index, [])]
     if r.grids:
         lines += ["## Samples (the same seeds in every cell)", "", "![sample grids](samples.png)", ""]
-        lines += [f"**{esc(row['label'])}, {esc(row['steps'])} steps** (NFE "
-                  f"{esc(row['nfe'])})\n\n![{esc(row['label'])}]({path})\n" for row, path in r.grids]
-    if r.comparison:
-        lines += markdown_comparison(r)
+        lines += [f"**{esc(captions.grid_caption(row))}**\n\n![{esc(row['label'])}]({path})\n"
+                  for row, path in r.grids]
     lines += ["## Provenance", ""] + [f"- {esc(k)}: {esc(v)}" for k, v in captions.provenance_items(r.rows)]
     return "\n".join(lines) + "\n"
 
@@ -237,25 +254,29 @@ def markdown_comparison(r: Rendered) -> list[str]:
 
 
 def html_report(r: Rendered, out: Path) -> str:
-    sections = [html.paragraphs(r.notes)] if r.notes else []
-    for index, board in enumerate(r.boards):
-        content = (html.paragraphs([captions.protocol_caption(board.group.rows[0])], "caption")
-                   + html.table(board) + html.pivot_html(board)
-                   + html.paragraphs([captions.provenance_caption(board.group.rows)], "caption")
-                   + "".join(html.figure(out / png, title) for title, png in r.figures.get(index, [])))
-        sections.append(html.section(board.title, content))
-    if r.grids:
-        sections.append(html.section("Samples (the same seeds in every cell)", "".join(
-            html.figure(out / path, f"{row['label']} ({hparams_text(row)}), "
-                                    f"{row['steps']} steps, NFE {row['nfe']}", "grid")
-            for row, path in r.grids)))
+    """Notes, the comparison with a baseline (what a CI reader opened the page for), the
+    leaderboards, the sample grids folded, then provenance; a table of contents on top."""
+    sections = []
     if r.comparison:
         sections.append(html_comparison(r))
-    sections.append(html.section("Provenance", html.definition_list(captions.provenance_items(r.rows))))
-    return html.page(f"diffbench report: {r.suite}", sections)
+    for index, board in enumerate(r.boards):
+        content = (html.paragraphs([captions.protocol_caption(board.group.rows[0]), board.ranking],
+                                   "caption")
+                   + html.table(board) + html.cross_view(board) + html.pairwise(board)
+                   + html.pivot_html(board)
+                   + html.paragraphs([captions.provenance_caption(board.group.rows)], "caption")
+                   + "".join(html.figure(out / png, title) for title, png in r.figures.get(index, [])))
+        sections.append((board.title, content))
+    if r.grids:
+        grids = "".join(html.figure(out / path, captions.grid_caption(row), "grid")
+                        for row, path in r.grids)
+        sections.append(("Samples (the same seeds in every cell)",
+                         html.folded(f"{len(r.grids)} sample grids", grids)))
+    sections.append(("Provenance", html.definition_list(captions.provenance_items(r.rows))))
+    return html.page(f"diffbench report: {r.suite}", html.paragraphs(r.notes), sections)
 
 
-def html_comparison(r: Rendered) -> str:
+def html_comparison(r: Rendered) -> tuple[str, str]:
     deltas, only_current, only_baseline = r.comparison
     number = compare.number
     heads = "".join(f"<th>{h}</th>" for h in ("cell", "quantity", "baseline", "current", "change",
@@ -267,6 +288,6 @@ def html_comparison(r: Rendered) -> str:
         for d in deltas)
     extra = [f"only in this result set: {c}" for c in only_current]
     extra += [f"only in the baseline: {c}" for c in only_baseline]
-    return html.section(f"Against {r.against}", html.paragraphs([compare.RULES]) +
-                        f'<table class="sortable"><thead><tr>{heads}</tr></thead><tbody>{body}'
-                        f"</tbody></table>" + html.paragraphs(extra))
+    return (f"Against {r.against}", html.paragraphs([compare.RULES])
+            + f'<div class="scroll"><table class="sortable"><thead><tr>{heads}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>" + html.paragraphs(extra))

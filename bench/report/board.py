@@ -3,12 +3,19 @@ exist, each cell's value, uncertainty and place (best / second). Markdown, LaTeX
 decide how a cell looks.
 
 Rows are ranked together only when task and metric protocol fingerprint agree; a group is one
-table. Failed rows are listed in their group but take no place and no rank.
+table. Within it, places and ranks are per model (the same network: checkpoint hash), because a
+sampler's number is a property of the sampler and the network together; a group whose rows use
+several models also gets an across-models view that ranks every row and says so. Failed rows
+are listed in their group but take no place and no rank. Derived diagnostics (the sampler
+overhead ratios) are shown but never ranked, and a value outside what the quantity can be is
+marked.
 """
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable
 
-from bench.rows import Row, higher_is_better, metric_error, metric_value
+from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
 
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
@@ -27,6 +34,7 @@ class Column:
     fmt: str
     metric: str | None = None          # the key in row["metrics"], for uncertainty and flags
     rank_of: str | None = None         # a rank column: the key of the metric it ranks
+    plausible: tuple[float, float] | None = None   # values outside are marked SUSPECT
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,7 @@ class Cell:
     value: float | None       # what sorting uses
     spread: str | None = None  # the formatted uncertainty, when stored
     place: int | None = None  # 1 best, 2 second
+    suspect: bool = False      # outside the column's plausible range
 
 
 @dataclass
@@ -50,10 +59,28 @@ class Board:
     columns: list[Column]
     rows: list[Row]           # ordered as the table
     cells: list[list[Cell]]    # one list per row, one Cell per column
+    across_models: bool = False          # ranked across models (the cross-model view)
+    cross: "Board | None" = None         # the cross-model view of a per-model board
+    pairs: object = None                 # bench.report.pairs.Pairs, when features are stored
 
     @property
     def title(self) -> str:
-        return f"{TASK_TITLES.get(self.group.task, self.group.task)}, protocol {self.group.fingerprint}"
+        title = f"{TASK_TITLES.get(self.group.task, self.group.task)}, protocol {self.group.fingerprint}"
+        return title + (", across models" if self.across_models else "")
+
+    @property
+    def ranking(self) -> str:
+        """What bold, underline and ranks compare, in words."""
+        if self.across_models:
+            return ("Across models: every row is ranked against every other, so a rank compares a "
+                    "sampler together with its network, not the sampler alone."
+                    + (" FID's rank is statistical (paired bootstrap)." if self.pairs is not None else ""))
+        text = "Bold, underline and ranks compare rows of the same model (the same checkpoint)."
+        if self.pairs is not None:
+            text += (" FID's rank is 1 + the rows of the same model whose FID is lower with 95 % "
+                     "confidence (paired bootstrap over the shared seeds): rows statistically tied "
+                     "with the best share rank 1. " + self.pairs.summary()).rstrip()
+        return text
 
 
 def ms_per_image(row: Row) -> float | None:
@@ -66,6 +93,13 @@ def peak_mib(row: Row) -> float | None:
     return None if not memory or memory.get("peak_bytes") is None else memory["peak_bytes"] / 2**20
 
 
+# A sampler's time over NFE bare forward passes: below 1 cannot be (the sampler makes those
+# passes), so under 0.95 is a timing artefact; above 1.5 the sampler spends half as long again
+# outside the network, more than any built-in does (worth checking for per-step host work).
+OVERHEAD_PLAUSIBLE = (0.95, 1.5)
+SUSPECT = "†"
+
+
 def _overhead(key):
     return lambda r: r["overhead"] and r["overhead"].get(key)
 
@@ -75,8 +109,9 @@ COST_COLUMNS = [
     Column("throughput", "images / s", lambda r: r["throughput_images_per_s"], True, "{:.1f}"),
     Column("memory_mib", "peak memory (MiB)", peak_mib, False, "{:.0f}"),
     Column("parameters", "parameters", lambda r: r["num_parameters"], None, "{:,}"),
-    Column("overhead", "sampler overhead", _overhead("ratio"), False, "{:.3f}"),
-    Column("overhead_in_situ", "overhead in situ", _overhead("ratio_in_situ"), False, "{:.3f}"),
+    Column("overhead", "sampler overhead", _overhead("ratio"), None, "{:.3f}", plausible=OVERHEAD_PLAUSIBLE),
+    Column("overhead_in_situ", "overhead in situ", _overhead("ratio_in_situ"), None, "{:.3f}",
+           plausible=OVERHEAD_PLAUSIBLE),
 ]
 NFE_COLUMN = Column("nfe", "NFE", lambda r: r["nfe"], None, "{:g}")
 
@@ -133,15 +168,61 @@ def _cell(row: Row, column: Column, value, place) -> Cell:
     if value is None:
         stored = row["metrics"].get(column.metric) if column.metric and ok(row) else None
         return Cell((stored and stored["flag"]) or "n/a", None)
-    spread = None
+    spread, error = None, None
     if column.metric:
         error = metric_error(row, column.metric)
         spread = None if error is None else column.fmt.format(error)
-    return Cell(column.fmt.format(value), float(value), spread, place)
+    suspect = bool(column.plausible) and not column.plausible[0] <= value <= column.plausible[1]
+    text = column.fmt.format(value)
+    if column.metric and error:
+        text, spread = to_uncertainty(value, error)
+    return Cell(text + (SUSPECT if suspect else ""), float(value), spread, place, suspect)
+
+
+def to_uncertainty(value: float, error: float) -> tuple[str, str]:
+    """A value and its standard error, both to the error's two significant digits (133.7 +- 15.7
+    reads "134", "16"; 1194.2 +- 153 reads "1190", "150"): digits beyond the error are noise."""
+    if not math.isfinite(error) or error <= 0:
+        return f"{value:.4g}", f"{error:g}"
+    decimals = 1 - math.floor(math.log10(error))
+    if decimals > 0:
+        return f"{value:.{decimals}f}", f"{error:.{decimals}f}"
+    return f"{round(value, decimals):.0f}", f"{round(error, decimals):.0f}"
+
+
+def model_identity(row: Row) -> str:
+    """Rows with the same identity sample from the same network ("" for none)."""
+    return "scored" if is_scored(row) else (row["model"] or {}).get("checkpoint_sha256", "")
+
+
+def model_text(row: Row) -> str:
+    """The network a row sampled from: recipe (or external source), size, checkpoint prefix."""
+    if is_scored(row):
+        return "samples made elsewhere"
+    model = row["model"]
+    if not model:
+        return "none"
+    size = f"{row['num_parameters'] / 1e6:.2g} M, " if row["num_parameters"] else ""
+    return f"{model['recipe']} ({size}{model['checkpoint_sha256'][:8]})"
 
 
 def hparams_text(row: Row) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(row["hparams"].items())) or "-"
+
+
+def steps_text(row: Row) -> str:
+    return "-" if is_scored(row) else str(row["steps"])
+
+
+def method_text(row: Row) -> str:
+    """The method alone (its model and hyper-parameters have their own columns); a scored row's
+    label, which is all that names it."""
+    return row["label"] if is_scored(row) else row["method"]
+
+
+# The text columns every table starts with, in every format: (header, text of a row).
+ROW_TEXT = (("method", method_text), ("model", model_text),
+            ("hyper-parameters", hparams_text))
 
 
 def line_name(row: Row) -> str:
@@ -158,21 +239,50 @@ def row_order(row: Row) -> tuple:
     return (row["method"], hparams, row["steps"])
 
 
-def build_board(group: Group, ranks: bool = True) -> Board:
-    rows = sorted(group.rows, key=row_order)
+def within(parts: list, values: list, rank) -> list:
+    """`rank` applied to each part's values separately, the results back in row order."""
+    out = [None] * len(values)
+    for part in dict.fromkeys(parts):
+        members = [i for i, p in enumerate(parts) if p == part]
+        for i, result in zip(members, rank([values[i] for i in members])):
+            out[i] = result
+    return out
+
+
+def build_board(group: Group, ranks: bool = True, across_models: bool = False, pairs=None) -> Board:
+    """The group's table, ranked per model; with several models, `.cross` is the same rows
+    ranked across models. With `pairs` (`bench.report.pairs.Pairs`), FID's rank is statistical:
+    1 + the rows of the same part significantly better, so rows tied with the best share 1."""
+    if across_models:
+        rows = sorted(group.rows, key=row_order)
+        parts = [0] * len(rows)
+    else:
+        rows = sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r)))
+        parts = [model_identity(r) for r in rows]
     columns = columns_for(rows, ranks)
     by_column: list[list[Cell]] = []
     for column in columns:
         if column.rank_of:
             source = next(c for c in columns if c.key == column.rank_of)
             values = [source.get(r) if ok(r) else None for r in rows]
-            by_column.append([Cell(str(k), float(k)) if k else Cell("-", None)
-                              for k in competition_ranks(values, source.higher_is_better)])
+            ranked = within(parts, values, lambda v: competition_ranks(v, source.higher_is_better))
+            if column.rank_of == "fid" and pairs is not None:
+                keys = [r["cell_key"] if ok(r) and pairs.covers(r["cell_key"]) else None for r in rows]
+                statistical = within(parts, keys, pairs.ranks)
+                ranked = [s if s is not None else k for s, k in zip(statistical, ranked)]
+            by_column.append([Cell(str(k), float(k)) if k else Cell("-", None) for k in ranked])
             continue
         values = [column.get(r) if ok(r) else None for r in rows]
-        podium = places(values, column.higher_is_better)
+        podium = within(parts, values, lambda v: places(v, column.higher_is_better))
         by_column.append([_cell(r, column, v, p) for r, v, p in zip(rows, values, podium)])
-    return Board(group, columns, rows, [list(cells) for cells in zip(*by_column)] if rows else [])
+    if pairs is not None:
+        columns = [dataclasses.replace(c, header="rank (FID, paired)") if c.rank_of == "fid" else c
+                   for c in columns]
+    board = Board(group, columns, rows, [list(cells) for cells in zip(*by_column)] if rows else [],
+                  across_models, pairs=pairs)
+    if not across_models and len(set(parts)) > 1:
+        board.cross = build_board(group, ranks, True, pairs)
+    return board
 
 
 def status_text(row: Row) -> str:
@@ -190,21 +300,25 @@ def group_rows(rows: list[Row]) -> list[Group]:
                   else len(task_order))
 
 
-def pivot(group: Group, metric: str = "fid") -> tuple[list[str], list[int], list[list[Cell | None]]]:
-    """`metric` at each NFE, one line per method and hyper-parameters (the EDM and DDIM papers'
-    table): line names, NFE columns, and a grid of cells (None where a method has no such NFE);
-    best per NFE column is place 1, second place 2."""
-    values: dict[tuple[str, int], float] = {}
-    for row in sorted(group.rows, key=row_order):
+def pivot(group: Group, metric: str = "fid") -> tuple[list[tuple[str, str]], list[int], list[list[Cell | None]]]:
+    """`metric` at each NFE, one line per method, hyper-parameters and model (the EDM and DDIM
+    papers' table): (line name, model) pairs, NFE columns, and a grid of cells (None where a
+    line has no such NFE); in each NFE column the best of each model is place 1, second 2."""
+    values: dict[tuple[tuple[str, str], int], float] = {}
+    identity: dict[tuple[str, str], str] = {}
+    for row in sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r))):
         value = metric_value(row, metric) if ok(row) else None
         if value is not None and row["nfe"] is not None:
-            values[(line_name(row), int(row["nfe"]))] = value
+            name = (line_name(row), model_text(row))
+            values[(name, int(row["nfe"]))] = value
+            identity[name] = model_identity(row)
     names = list(dict.fromkeys(k[0] for k in values))
     nfes = sorted({k[1] for k in values})
     higher = higher_is_better(group.rows[0], metric)
     columns = []
     for nfe in nfes:
         column = [values.get((name, nfe)) for name in names]
+        podium = within([identity[n] for n in names], column, lambda v: places(v, higher))
         columns.append([None if v is None else Cell(f"{v:.2f}", v, None, place)
-                        for v, place in zip(column, places(column, higher))])
+                        for v, place in zip(column, podium)])
     return names, nfes, [list(line) for line in zip(*columns)]

@@ -1,8 +1,8 @@
 """Plain-text sentences a report says about its rows: what protocol a table was measured under,
 what the ± means, where and with what it ran, and notes for unusual result sets. Formats escape
 them when they write them."""
-from bench.report.board import Board, present_metrics
-from bench.rows import Row
+from bench.report.board import OVERHEAD_PLAUSIBLE, SUSPECT, Board, line_name, present_metrics
+from bench.rows import Row, is_scored
 
 
 def protocol_caption(row: Row) -> str:
@@ -37,7 +37,7 @@ def uncertainty_caption(settings: dict) -> str:
         parts.append(f"IS: std over {settings['isc'].get('splits')} splits")
     parts.append("per-image metrics: standard error over images")
     return (" ± is, for " + "; ".join(parts) + ". Bold: best; underlined: second; ranks are per "
-            "quality metric. Sampler overhead: sampling time of a batch / (NFE x the bare "
+            "quality metric. Sampler overhead (a diagnostic, not ranked): sampling time of a batch / (NFE x the bare "
             "denoiser's forward time on that batch); in situ: over the time spent inside its own "
             "denoiser calls (CPU).")
 
@@ -92,4 +92,21 @@ def notes(rows: list[Row], boards: list[Board], suite: str) -> list[str]:
             if have < len(ranked):
                 found.append(f"{board.title}: metric {name} is in {have} of {len(ranked)} rows; "
                              "the others show n/a.")
+    suspect = sum(cell.suspect for board in boards for cells in board.cells for cell in cells)
+    if suspect:
+        found.append(f"{SUSPECT} {suspect} sampler-overhead value(s) outside {OVERHEAD_PLAUSIBLE[0]}"
+                     f"-{OVERHEAD_PLAUSIBLE[1]}: below 1 cannot be (the sampler makes its NFE "
+                     "forward passes), so it is a timing artefact of comparing two separately "
+                     "timed measurements; far above 1 means much work outside the network.")
+    scored = [r for r in rows if is_scored(r)]
+    if scored:
+        found.append(f"{len(scored)} row(s) score samples made outside diffbench (`diffbench "
+                     "score`): their quality is measured as every row's is, but not how they "
+                     "were made, so their NFE, time and memory are n/a.")
     return found
+
+
+def grid_caption(row: Row) -> str:
+    if is_scored(row):
+        return f"{line_name(row)}: samples made elsewhere"
+    return f"{line_name(row)}, {row['steps']} steps, NFE {row['nfe']:g}"

@@ -2,18 +2,28 @@
 change from B (baseline) to A (current) and a verdict that respects the uncertainty.
 
 Verdict rules, written once here and in the report's note:
+- FID, when both rows stored their features (same seeds, same reference): the paired bootstrap
+  interval of the difference (`bench.paired`); better or worse only when it excludes 0;
 - a quality metric changes only when |delta| > 2 x sqrt(u_A^2 + u_B^2), u being each row's stored
   standard error (about a 95 % interval for a difference); without an error on both sides the
   verdict is "no interval"; rows measured under different metric protocols are "not comparable";
-- time per image changes only when |delta| exceeds both 5 % of the baseline and the two runs'
+- time per image, when both rows hold their timed rounds, is judged as `diffbench compare`
+  judges (`bench.speed.judge`): slower or faster only for a change beyond 5 % with a one-sided
+  Mann-Whitney p < 0.01, and "too few rounds" when no ordering of that many rounds could reach
+  it; rows without rounds fall back to: beyond both 5 % of the baseline and the two runs'
   combined spread of timed rounds, sqrt(IQR_A^2 + IQR_B^2).
 """
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
 from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
+from bench.errors import DiffbenchError
+from bench.paired import bootstrap_fids, difference
+from bench.speed import judge
+from bench.stored_features import load_cell_features, load_reference
 
 TIME_MIN_EFFECT = 0.05
 Z = 2.0
@@ -69,24 +79,58 @@ def compare_metric(name: str, current: Row, baseline: Row) -> Delta:
 
 
 def compare_time(current: Row, baseline: Row) -> Delta | None:
+    """With both rows' timed rounds: the speed regression test of `diffbench compare` (a
+    5 % effect and Mann-Whitney p < 0.01, or "too few rounds"); else the IQR rule."""
     a, b = ms_per_image(current), ms_per_image(baseline)
     if a is None or b is None:
         return None
+    rounds_now, rounds_before = ((r["time_per_image_s"] or {}).get("rounds") or []
+                                 for r in (current, baseline))
     spread = math.hypot(time_iqr(current), time_iqr(baseline)) * 1e3
     interval = max(spread, TIME_MIN_EFFECT * b)
-    verdict = "no change" if abs(a - b) <= interval else ("slower" if a > b else "faster")
+    if len(rounds_now) >= 2 and len(rounds_before) >= 2:
+        _, _, verdict = judge(rounds_before, rounds_now, TIME_MIN_EFFECT)
+        verdict = {"regression": "slower"}.get(verdict, verdict)
+    else:
+        verdict = "no change" if abs(a - b) <= interval else ("slower" if a > b else "faster")
     return Delta(cell_name(current), "time / image (ms)", b, a, interval, verdict)
 
 
-def compare_rows(current: list[Row], baseline: list[Row]) -> tuple[list[Delta], list[str], list[str]]:
-    """Deltas for every cell both sets hold successfully, then the cells only one set holds."""
+def paired_fid(current: Row, baseline: Row, current_dir: Path | None,
+               baseline_dir: Path | None) -> Delta | None:
+    """FID's change from the two rows' stored features, when both hold them and drew the same
+    seeds against the same reference: the paired bootstrap interval of the difference."""
+    if current_dir is None or baseline_dir is None or not (current["paired"] and baseline["paired"]):
+        return None
+    if (current["protocol_fingerprint"] != baseline["protocol_fingerprint"]
+            or current["seed_range"] != baseline["seed_range"]):
+        return None
+    try:
+        reference = load_reference(current_dir, current["paired"]["reference"])
+        features = [load_cell_features(current_dir, current["paired"]["features"]),
+                    load_cell_features(baseline_dir, baseline["paired"]["features"])]
+    except DiffbenchError:
+        return None
+    now, before = metric_value(current, "fid"), metric_value(baseline, "fid")
+    resampled = bootstrap_fids(features, reference)
+    found = difference(now, before, resampled[0], resampled[1])
+    verdict = "better" if found.high < 0 else "worse" if found.low > 0 else "no change"
+    return Delta(cell_name(current), "FID (paired)", before, now,
+                 max(found.high - found.value, found.value - found.low), verdict)
+
+
+def compare_rows(current: list[Row], baseline: list[Row], current_dir: Path | None = None,
+                 baseline_dir: Path | None = None) -> tuple[list[Delta], list[str], list[str]]:
+    """Deltas for every cell both sets hold successfully, then the cells only one set holds.
+    FID is compared paired where both rows stored features of the same seeds and reference."""
     before = {cell_identity(r): r for r in baseline if ok(r)}
     now = {cell_identity(r): r for r in current if ok(r)}
     deltas = []
     for key in sorted(set(before) & set(now), key=lambda k: cell_name(now[k])):
         a, b = now[key], before[key]
         names = [n for n in a["metrics"] if n in b["metrics"]]
-        deltas += [compare_metric(n, a, b) for n in names]
+        paired = paired_fid(a, b, current_dir, baseline_dir) if "fid" in names else None
+        deltas += [paired if n == "fid" and paired else compare_metric(n, a, b) for n in names]
         timing = compare_time(a, b)
         deltas += [timing] if timing else []
     only_current = sorted(cell_name(now[k]) for k in set(now) - set(before))
@@ -98,5 +142,8 @@ def number(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-RULES = ("A quality change is called only when it exceeds 2 x the combined standard error of the "
-         "two rows; a time change only when it exceeds 5 % and the combined spread of timed rounds.")
+RULES = ("FID (paired): the change is called only when its 95 % paired-bootstrap interval (the "
+         "rows' stored features, the same seeds and reference) excludes 0. Any other quality "
+         "change is called only when it exceeds 2 x the combined standard error of the two rows; a time change only when it exceeds 5 % and a Mann-Whitney test on the timed "
+         "rounds gives p < 0.01 (\"too few rounds\" when no outcome of that many rounds could), or, "
+         "for rows without rounds, the combined spread of timed rounds.")

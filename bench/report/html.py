@@ -6,7 +6,8 @@ import base64
 import html
 from pathlib import Path
 
-from bench.report.board import Board, Cell, hparams_text, pivot, status_text
+from bench.report.board import (ROW_TEXT, Board, Cell, line_name, model_text, pivot, status_text,
+                                steps_text)
 from bench.report.text import clean_text
 
 STYLE = """
@@ -20,6 +21,14 @@ td.text { white-space: normal; min-width: 8em; max-width: 22em; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .caption, .note { color: #555; font-size: 13px; max-width: 70em; }
 img { max-width: 100%; }
+figure.grid img { image-rendering: pixelated; }   /* sample grids scale as pixels, not blurred */
+nav.toc ul { columns: 2 18em; font-size: 14px; }
+@media (max-width: 700px) {   /* a phone: narrow text columns so the quality metrics stay in view */
+  body { margin: 0.5em; }
+  table { font-size: 12px; }
+  th, td { padding: 2px 4px; }
+  td.text { min-width: 4em; max-width: 6.5em; overflow-wrap: anywhere; }
+}
 figure { margin: 1em 0; }
 figure.grid { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
 """
@@ -69,31 +78,77 @@ def header(column) -> str:
 
 
 def table(board: Board) -> str:
-    heads = ['<th class="text">method</th>', '<th class="text">hyper-parameters</th>', "<th>steps</th>"]
+    heads = [f'<th class="text">{esc(name)}</th>' for name, _ in ROW_TEXT] + ["<th>steps</th>"]
     heads += [header(c) for c in board.columns] + ['<th class="text">status</th>']
     body = []
     for row, cells in zip(board.rows, board.cells):
-        steps = row.get("steps")
-        texts = [f'<td class="text">{esc(row.get("label") or row.get("method"))}</td>',
-                 f'<td class="text">{esc(hparams_text(row))}</td>',
-                 f'<td data-v="{steps if isinstance(steps, (int, float)) else ""}">{esc(steps)}</td>']
+        steps = steps_text(row)
+        texts = [f'<td class="text">{esc(text(row))}</td>' for _, text in ROW_TEXT]
+        texts += [f'<td data-v="{steps if steps.isdigit() else ""}">{esc(steps)}</td>']
         texts += [cell_html(c) for c in cells] + [f'<td class="text">{esc(status_text(row))}</td>']
         body.append("<tr>" + "".join(texts) + "</tr>")
     return (f'<div class="scroll"><table class="sortable"><thead><tr>{"".join(heads)}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+def cross_view(board: Board) -> str:
+    """The across-models ranking, folded: the per-model table above is the default reading."""
+    if board.cross is None:
+        return ""
+    return folded(board.cross.title, paragraphs([board.cross.ranking], "caption") + table(board.cross))
+
+
+def pairwise(board: Board) -> str:
+    """Per model, who beats whom on FID: the row's FID against the column's, from the paired
+    bootstrap (▲ lower with 95 % confidence, ▼ higher, ≈ tied; the number is the share of
+    resamples where the row's FID is lower)."""
+    pairs = board.pairs
+    if pairs is None:
+        return ""
+    parts: dict[str, list] = {}
+    for row in board.rows:
+        if pairs.covers(row["cell_key"]):
+            parts.setdefault(model_text(row), []).append(row)
+    tables = []
+    for model, rows in parts.items():
+        if len(rows) < 2:
+            continue
+        heads = '<th class="text">row vs column</th>' + "".join(
+            f"<th>{esc(line_name(r))}</th>" for r in rows)
+        body = []
+        for a in rows:
+            cells = []
+            for b in rows:
+                if a is b:
+                    cells.append("<td></td>")
+                    continue
+                found = pairs.differences[(a["cell_key"], b["cell_key"])]
+                mark = "▲" if found.high < 0 else "▼" if found.low > 0 else "≈"
+                cells.append(f'<td title="FID difference {found.value:.3g}, 95 % interval '
+                             f'{found.low:.3g} to {found.high:.3g}">{mark} {found.a_better:.0%}</td>')
+            body.append(f'<tr><td class="text">{esc(line_name(a))}</td>{"".join(cells)}</tr>')
+        tables.append(f"<h4>{esc(model)}</h4>" + f'<div class="scroll"><table><thead><tr>{heads}'
+                      f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+    if not tables:
+        return ""
+    return folded("Pairwise FID comparisons (paired bootstrap)",
+                  paragraphs(["▲: the row's FID is lower than the column's with 95 % confidence; "
+                              "▼: higher; ≈: tied. The number is the share of resamples in which "
+                              "the row's FID is lower."], "caption") + "".join(tables))
+
+
 def pivot_html(board: Board, metric: str = "fid") -> str:
     names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return ""
-    heads = '<th class="text">method</th>' + "".join(f"<th>NFE {n}</th>" for n in nfes)
+    heads = ('<th class="text">method</th><th class="text">model</th>'
+             + "".join(f"<th>NFE {n}</th>" for n in nfes))
     body = []
-    for name, cells in zip(names, grid):
+    for (name, model), cells in zip(names, grid):
         texts = "".join('<td data-v=""></td>' if cell is None else cell_html(cell) for cell in cells)
-        body.append(f'<tr><td class="text">{esc(name)}</td>{texts}</tr>')
-    return (f"<h3>FID at NFE = k</h3><table class=\"sortable\"><thead><tr>{heads}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+        body.append(f'<tr><td class="text">{esc(name)}</td><td class="text">{esc(model)}</td>{texts}</tr>')
+    return (f'<h3>FID at NFE = k</h3><div class="scroll"><table class="sortable"><thead><tr>{heads}'
+            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def data_uri(path: Path) -> str:
@@ -105,14 +160,21 @@ def figure(path: Path, caption: str, css: str = "") -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
-def section(title: str, content: str) -> str:
-    return f"<section><h2>{esc(title)}</h2>{content}</section>"
+def folded(summary: str, content: str) -> str:
+    return f"<details><summary>{esc(summary)}</summary>{content}</details>"
 
 
-def page(title: str, sections: list[str]) -> str:
+def page(title: str, intro: str, sections: list[tuple[str, str]]) -> str:
+    """The page: title, `intro`, a table of contents, then each (title, content) section;
+    anchors are numbered, never made from a user's string."""
+    contents = "".join(f'<li><a href="#s{i}">{esc(name)}</a></li>' for i, (name, _) in enumerate(sections, 1))
+    body = "".join(f'<section id="s{i}"><h2>{esc(name)}</h2>{content}</section>'
+                   for i, (name, content) in enumerate(sections, 1))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>"
-            f"<h1>{esc(title)}</h1>{''.join(sections)}<script>{SCRIPT}</script></body></html>\n")
+            f'<h1>{esc(title)}</h1>{intro}<nav class="toc"><ul>{contents}</ul></nav>{body}'
+            f"<script>{SCRIPT}</script></body></html>\n")
 
 
 def paragraphs(texts: list[str], css: str = "note") -> str:

@@ -1,16 +1,22 @@
 """tables.tex: paper-style tables (booktabs rules, value $\\pm$ uncertainty, best bold, second
 underlined), one per ranked group, and a "FID at NFE = k" pivot per generation group, in a
-document that compiles with a stock LaTeX install (article, booktabs, graphicx). Copy a table
-environment into a paper as it is.
+document that compiles with a stock LaTeX install (article, booktabs, longtable, pdflscape,
+lmodern). Tables are never shrunk to fit: \\small at least, split across pages with their
+header repeated, landscape when too wide. Copy a longtable into a paper as it is.
 """
-from bench.report.board import Board, Cell, hparams_text, pivot
+import re
+
+from bench.report.board import ROW_TEXT, TASK_TITLES, Board, Cell, pivot, steps_text
 from bench.report.text import clean_text
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
                   "#": r"\#", "^": r"\textasciicircum{}", "_": r"\_", "%": r"\%",
                   "~": r"\textasciitilde{}", "<": r"\textless{}", ">": r"\textgreater{}",
-                  "|": r"\textbar{}", "∞": r"$\infty$", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+                  "|": r"\textbar{}", "∞": r"$\infty$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
+                  "†": r"$^\dagger$"}
 PAPER_COLUMNS = ("nfe", "time_ms", "memory_mib")   # besides the quality metrics
+PORTRAIT_WIDTH_CM = 17.0     # A4 with 2 cm margins
+COMMANDS = re.compile(r"\\[a-zA-Z]+|[{}$]")
 
 
 def escape(text) -> str:
@@ -35,50 +41,71 @@ def caption(board: Board, hardware: str) -> str:
     row = board.group.rows[0]
     protocol = row["protocol"]
     reference = protocol["reference"]
-    return (f"{escape(board.title)}: {escape(row['dataset'] or reference.get('dataset', '?'))}, "
+    task = TASK_TITLES.get(board.group.task, board.group.task)
+    return (f"{escape(task)}: {escape(row['dataset'] or reference.get('dataset', '?'))}, "
             f"{escape(protocol.get('n_samples', row['n_samples']))} samples per cell "
             f"against {escape(reference.get('count', '?'))} {escape(reference.get('split', ''))} "
             f"images, features from {escape(protocol.get('extractor', '?'))}; measured on "
-            f"{escape(hardware)}. Bold: best; underlined: second. $\\pm$: standard error "
-            f"(FID: over seed blocks).")
+            f"{escape(hardware)}. Bold: best, underlined: second, among rows of the same model. "
+            r"$\pm$: standard error (FID: over seed blocks). Protocol: see below the table.")
+
+
+def footnote(board: Board) -> str:
+    """What the caption's mark points to: the metric protocol's fingerprint (a reader matching
+    rows needs it; a caption does not)."""
+    return (r"\par\noindent Metric protocol fingerprint \texttt{"
+            + escape(board.group.fingerprint) + r"}: rows are comparable only under the same one."
+            + "\n")
+
+
+def text_width_cm(texts: list[str]) -> float:
+    """A rough width of a \\small column: its longest entry's visible characters (commands and
+    braces dropped) at ~0.19 cm each, plus the column gap."""
+    return 0.19 * max((len(COMMANDS.sub("", t)) for t in texts), default=0) + 0.4
+
+
+def long_table(heads: list[str], rows: list[list[str]], text_columns: int, title: str,
+               note: str) -> list[str]:
+    r"""A booktabs longtable in \small, split across pages with its header repeated; turned to
+    landscape when its columns cannot fit the portrait text width (no shrinking to fit)."""
+    spec = "l" * text_columns + "r" * (len(heads) - text_columns)
+    width = sum(text_width_cm([h] + [r[i] for r in rows]) for i, h in enumerate(heads))
+    landscape = width > PORTRAIT_WIDTH_CM
+    head = " & ".join(heads) + r" \\"
+    lines = [r"\begin{landscape}" if landscape else "", r"{\small", rf"\begin{{longtable}}{{{spec}}}",
+             rf"\caption{{{title}}}\\", r"\toprule", head, r"\midrule", r"\endfirsthead",
+             rf"\multicolumn{{{len(heads)}}}{{l}}{{\emph{{(continued)}}}}\\", r"\toprule", head,
+             r"\midrule", r"\endhead", r"\bottomrule", r"\endfoot"]
+    lines += [" & ".join(r) + r" \\" for r in rows]
+    lines += [r"\end{longtable}}", note, r"\end{landscape}" if landscape else "", ""]
+    return [line for line in lines if line]
 
 
 def table(board: Board, hardware: str) -> list[str]:
     keep = [i for i, c in enumerate(board.columns)
             if (c.metric or c.key in PAPER_COLUMNS) and not c.rank_of]
-    columns = [board.columns[i] for i in keep]
-    lines = [r"\begin{table}[ht]", r"\centering", rf"\caption{{{caption(board, hardware)}}}",
-             r"\resizebox{\textwidth}{!}{%", r"\begin{tabular}{ll" + "r" * (len(columns) + 1) + "}",
-             r"\toprule",
-             " & ".join(["Method", "Hyper-parameters", "Steps"] + [header(c) for c in columns])
-             + r" \\", r"\midrule"]
-    for row, cells in zip(board.rows, board.cells):
-        if row.get("status") != "ok":
-            continue
-        texts = [escape(row.get("label") or row.get("method")), escape(hparams_text(row)),
-                 escape(row.get("steps"))] + [cell_text(cells[i]) for i in keep]
-        lines.append(" & ".join(texts) + r" \\")
-    return lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    heads = ([escape(name.capitalize()) for name, _ in ROW_TEXT] + ["Steps"]
+             + [header(board.columns[i]) for i in keep])
+    rows = [[escape(text(row)) for _, text in ROW_TEXT] + [escape(steps_text(row))]
+            + [cell_text(cells[i]) for i in keep]
+            for row, cells in zip(board.rows, board.cells) if row.get("status") == "ok"]
+    return long_table(heads, rows, len(ROW_TEXT), caption(board, hardware), footnote(board))
 
 
 def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
     names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return []
-    lines = [r"\begin{table}[ht]", r"\centering",
-             rf"\caption{{FID at NFE $=k$. {caption(board, hardware)}}}",
-             r"\resizebox{\textwidth}{!}{%", r"\begin{tabular}{l" + "r" * len(nfes) + "}",
-             r"\toprule", "Method & " + " & ".join(f"NFE {n}" for n in nfes) + r" \\", r"\midrule"]
-    for name, cells in zip(names, grid):
-        texts = ["--" if cell is None else cell_text(cell) for cell in cells]
-        lines.append(escape(name) + " & " + " & ".join(texts) + r" \\")
-    return lines + [r"\bottomrule", r"\end{tabular}}", r"\end{table}", ""]
+    rows = [[escape(name), escape(model)] + ["--" if cell is None else cell_text(cell) for cell in cells]
+            for (name, model), cells in zip(names, grid)]
+    return long_table(["Method", "Model"] + [f"NFE {n}" for n in nfes], rows, 2,
+                      rf"FID at NFE $=k$. {caption(board, hardware)}", footnote(board))
 
 
 def document(suite: str, boards: list[Board], hardware: str, notes: list[str]) -> str:
     lines = [r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
              r"\usepackage{lmodern}",   # scalable Type 1 fonts, not T1 bitmaps (Type 3)
-             r"\usepackage{booktabs}",
+             r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{pdflscape}",
              r"\usepackage{graphicx}", r"\usepackage[margin=2cm]{geometry}", r"\begin{document}",
              rf"\section*{{diffbench: {escape(suite)}}}", ""]
     lines += [escape(note) + "\n" for note in notes]

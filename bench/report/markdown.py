@@ -5,7 +5,7 @@ table pipes, backslashes) is backslash-escaped; URLs are broken so that no autol
 import html
 import re
 
-from bench.report.board import Board, Cell, hparams_text, pivot, status_text
+from bench.report.board import ROW_TEXT, Board, Cell, pivot, status_text, steps_text
 from bench.report.text import clean_text
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|~])")
@@ -30,11 +30,12 @@ def header(column) -> str:
 
 
 def table(board: Board) -> list[str]:
-    headers = ["method", "hyper-parameters", "steps"] + [header(c) for c in board.columns] + ["status"]
+    headers = ([name for name, _ in ROW_TEXT] + ["steps"] + [header(c) for c in board.columns]
+               + ["status"])
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row, cells in zip(board.rows, board.cells):
-        texts = [escape(row.get("label") or row.get("method")), escape(hparams_text(row)),
-                 escape(row.get("steps"))] + [cell_text(c) for c in cells] + [escape(status_text(row))]
+        texts = ([escape(text(row)) for _, text in ROW_TEXT] + [escape(steps_text(row))]
+                 + [cell_text(c) for c in cells] + [escape(status_text(row))])
         lines.append("| " + " | ".join(texts) + " |")
     return lines
 
@@ -43,10 +44,10 @@ def pivot_table(board: Board, metric: str = "fid") -> list[str]:
     names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return []
-    lines = ["FID at NFE = k (best per column bold, second underlined):", "",
-             "| method | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
-             "|" + "---|" * (len(nfes) + 1)]
-    for name, cells in zip(names, grid):
+    lines = ["FID at NFE = k (per column, the best of each model bold, second underlined):", "",
+             "| method | model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+             "|" + "---|" * (len(nfes) + 2)]
+    for (name, model), cells in zip(names, grid):
         texts = ["" if cell is None else cell_text(cell) for cell in cells]
-        lines.append(f"| {escape(name)} | " + " | ".join(texts) + " |")
+        lines.append(f"| {escape(name)} | {escape(model)} | " + " | ".join(texts) + " |")
     return lines + [""]

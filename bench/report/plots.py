@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.report.board import line_name, ms_per_image, ok, row_order  # noqa: E402
-from bench.rows import metric_value  # noqa: E402
+from bench.report.board import line_name, model_text, ms_per_image, ok, row_order  # noqa: E402
+from bench.rows import metric_error, metric_value  # noqa: E402
 
 MARKERS = "osD^v<>"
 SWEPT = ("sigma_start", "cfg_scale")   # hyper-parameters a suite sweeps to trace a trade-off
@@ -32,11 +32,23 @@ def save(fig, stem: Path) -> list[str]:
     return [stem.with_suffix(".png").name, stem.with_suffix(".pdf").name]
 
 
+# Twenty colours (tab10's, then tab20's lighter partners) with seven markers: colour and
+# marker change together, so no two of up to 140 series look alike.
+PALETTE = [f"C{i}" for i in range(10)] + [matplotlib.colormaps["tab20"](2 * i + 1) for i in range(10)]
+LEGEND_CHARACTERS = 40           # a legend entry wraps here, so the legend stays narrower than the axes
+LEGEND_SPACE = 0.64              # the axes take this share of the figure width, the legend the rest
+
+
 def line_style(number: int) -> dict:
-    """Ten colours, then the next marker and dash, so that no two series look alike."""
-    cycle = number // 10
-    return {"color": f"C{number % 10}", "marker": MARKERS[cycle % len(MARKERS)],
-            "linestyle": ("-", "--", ":")[cycle % 3]}
+    return {"color": PALETTE[number % len(PALETTE)], "marker": MARKERS[number % len(MARKERS)],
+            "linestyle": ("-", "--", ":")[number // len(PALETTE) % 3]}
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, [textwrap.fill(label, LEGEND_CHARACTERS) for label in labels],
+                  fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
 
 
 def _finish(fig, ax, series: bool, x_values, xlabel: str, ylabel: str, legend: bool = True) -> None:
@@ -44,11 +56,10 @@ def _finish(fig, ax, series: bool, x_values, xlabel: str, ylabel: str, legend: b
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
     if series and legend:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        _legend(ax)
     elif not series:
         ax.text(0.5, 0.5, "no successful rows with these metrics", ha="center", va="center",
                 transform=ax.transAxes)
-    fig.tight_layout()
 
 
 def _x_axis(ax, values, label: str) -> None:
@@ -62,19 +73,34 @@ def _x_axis(ax, values, label: str) -> None:
     ax.set_xlabel(label)
 
 
+def fid_points(row) -> tuple[float | None, float]:
+    """A row's FID and its stored standard error (0 when none is stored)."""
+    return metric_value(row, "fid"), metric_error(row, "fid") or 0.0
+
+
 def fid_vs_nfe(rows: list[dict], stem: Path) -> list[str]:
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        fid = metric_value(row, "fid")
+    """One panel per model (a sampler's FID belongs to it and its network), FID +- its standard
+    error against NFE, one line per method and hyper-parameters."""
+    panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for row in sorted(rows, key=lambda r: (model_text(r), row_order(r))):
+        fid, error = fid_points(row)
         if ok(row) and fid is not None and row.get("nfe"):   # NFE 0 has no log position
-            series.setdefault(line_name(row), []).append((row["nfe"], fid))
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
-    for number, (name, points) in enumerate(sorted(series.items())):
-        points.sort()
-        ax.plot(*zip(*points), label=name, **line_style(number))
-    _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s], "NFE", "FID ↓")
-    ax.set_title("FID against the number of denoiser evaluations")
-    fig.tight_layout()
+            panels.setdefault(model_text(row), {}).setdefault(line_name(row), []).append(
+                (row["nfe"], fid, error))
+    fig, axes = plt.subplots(max(1, len(panels)), 1, figsize=(9, 0.6 + 3.2 * max(1, len(panels))),
+                             dpi=120, squeeze=False)
+    for ax, (model, series) in zip(axes[:, 0], panels.items() or [("", {})]):
+        for number, (name, points) in enumerate(series.items()):
+            points.sort()
+            x, y, error = zip(*points)
+            ax.errorbar(x, y, yerr=error, label=name, capsize=2, markersize=4, **line_style(number))
+        _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s], "NFE", "FID ↓")
+        ax.set_title(f"model {model}" if model else "", fontsize=9)
+    if not panels:
+        _finish(fig, axes[0, 0], False, [], "NFE", "FID ↓")
+    fig.suptitle("FID against the number of denoiser evaluations, per model (bars: standard error)",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, LEGEND_SPACE, 1))
     return save(fig, stem)
 
 
@@ -89,24 +115,30 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 
 
 def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        fid, ms = metric_value(row, "fid"), ms_per_image(row)
+    """Every row on one set of axes (a Pareto front is across models), named with its model
+    when the rows use several."""
+    several = len({model_text(r) for r in rows}) > 1
+    series: dict[str, list[tuple[float, float, float]]] = {}
+    for row in sorted(rows, key=lambda r: (model_text(r), row_order(r))):
+        (fid, error), ms = fid_points(row), ms_per_image(row)
         if ok(row) and fid is not None and ms:
-            series.setdefault(line_name(row), []).append((ms, fid))
+            name = f"{line_name(row)} [{model_text(row)}]" if several else line_name(row)
+            series.setdefault(name, []).append((ms, fid, error))
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
-    for number, (name, points) in enumerate(sorted(series.items())):
+    for number, (name, points) in enumerate(series.items()):
         style = line_style(number)
-        ax.scatter(*zip(*points), label=name, color=style["color"], marker=style["marker"], s=22)
-    front = pareto_front([p for s in series.values() for p in s])
+        x, y, error = zip(*points)
+        ax.errorbar(x, y, yerr=error, label=name, color=style["color"], marker=style["marker"],
+                    linestyle="none", capsize=2, markersize=4)
+    front = pareto_front([p[:2] for s in series.values() for p in s])
     if front:
         ax.step(*zip(*front), where="post", color="black", linewidth=1, alpha=0.6,
                 label="Pareto front")
         ax.scatter(*zip(*front), facecolors="none", edgecolors="black", s=80, linewidths=1)
     _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s],
             "time per image (ms)", "FID ↓")
-    ax.set_title("FID against wall-clock (circled: on the Pareto front)")
-    fig.tight_layout()
+    ax.set_title("FID against wall-clock, across models (circled: on the Pareto front)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, LEGEND_SPACE, 1))
     return save(fig, stem)
 
 
@@ -128,12 +160,12 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
         for number, (name, points) in enumerate(sorted(series.items())):
             points.sort()   # along the sweep (or the step count), so the line traces the trade-off
             ax.plot([p[1] for p in points], [p[2] for p in points], label=name, **line_style(number))
-            for _, fid, value, label in points:
+            for _, fid, value, label in points[:1] + points[1:][-1:]:   # the ends: no overlaps
                 ax.annotate(label, (fid, value), fontsize=6, xytext=(3, 3), textcoords="offset points")
         _finish(fig, ax, bool(series), [p[1] for s in series.values() for p in s], "FID ↓", ylabel,
                 legend=metric == "ssim")
-    axes[0].set_title("fidelity against realism (labels: sigma_start or steps; lines follow them)", fontsize=9)
-    fig.tight_layout()
+    axes[0].set_title("fidelity against realism (ends labelled: sigma_start or steps)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     return save(fig, stem)
 
 
@@ -155,7 +187,7 @@ def profile_bars(rows: list[dict], stem: Path) -> list[str]:
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=7)
     if profiled:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        _legend(ax)
     else:
         ax.text(0.5, 0.5, "no profiled rows (suite key `profile = true`)", ha="center",
                 va="center", transform=ax.transAxes)

@@ -1,0 +1,77 @@
+"""Paired statistics of a table's rows from the features stored beside them (`bench.paired`):
+for every two rows the paired bootstrap interval of their FID difference, from which a row's
+statistical rank (1 + the rows significantly better than it: rows tied with the best share
+rank 1), the pairwise matrix and what pairing buys over the rows' separate standard errors."""
+import dataclasses
+import statistics
+from pathlib import Path
+
+from bench.paired import LEVEL, Difference, bootstrap_fids, difference
+from bench.report.board import model_identity, ok
+from bench.rows import Row, metric_error, metric_value
+from bench.stored_features import load_cell_features, load_reference
+
+Z = 1.96      # the normal quantile of a two-sided 95 % interval, for the unpaired comparison
+
+
+@dataclasses.dataclass(frozen=True)
+class Pairs:
+    rows: list[Row]                                   # the rows with stored features, table order
+    differences: dict[tuple[str, str], Difference]    # (a, b) cell keys: FID_a - FID_b
+
+    def covers(self, key: str) -> bool:
+        return any(r["cell_key"] == key for r in self.rows)
+
+    def better(self, a: str, b: str) -> bool:
+        """a's FID is significantly lower than b's (the interval of FID_a - FID_b is below 0)."""
+        return self.differences[(a, b)].high < 0
+
+    def ranks(self, keys: list[str | None]) -> list[int | None]:
+        """1 + the number of rows significantly better; None for rows not covered."""
+        covered = [k for k in keys if k is not None and self.covers(k)]
+        return [1 + sum(self.better(other, key) for other in covered if other != key)
+                if key in covered else None for key in keys]
+
+    def unpaired_width(self, a: Row, b: Row) -> float | None:
+        """The width of the 95 % interval of the difference from the two rows' own standard
+        errors (seed blocks), as if they were independent."""
+        errors = metric_error(a, "fid"), metric_error(b, "fid")
+        return None if None in errors else 2 * Z * (errors[0] ** 2 + errors[1] ** 2) ** 0.5
+
+    def width_ratios(self) -> list[float]:
+        """Unpaired over paired interval width, for every two rows of the same model."""
+        ratios = []
+        for i, a in enumerate(self.rows):
+            for b in self.rows[i + 1:]:
+                unpaired = self.unpaired_width(a, b)
+                found = self.differences[(a["cell_key"], b["cell_key"])]
+                same_model = model_identity(a) == model_identity(b)
+                if same_model and unpaired and found.high > found.low:
+                    ratios.append(unpaired / (found.high - found.low))
+        return ratios
+
+    def summary(self) -> str:
+        """How much narrower pairing makes the interval of a difference, in words."""
+        ratios = self.width_ratios()
+        if not ratios:
+            return ""
+        return (f"Pairing: the paired {LEVEL:.0%} interval of an FID difference between two rows of "
+                f"the same model is {statistics.median(ratios):.1f} times narrower (median of "
+                f"{len(ratios)} pairs; {min(ratios):.1f}-{max(ratios):.1f}) than the interval from "
+                "the two rows' own standard errors, because both draw the same seeds and meet the "
+                "same reference.")
+
+
+def board_pairs(rows: list[Row], results_dir: Path) -> Pairs | None:
+    """Paired statistics of the successful rows that stored features (None with fewer than two);
+    a missing or altered features file is an error that names it."""
+    usable = [r for r in rows if ok(r) and r["paired"] and metric_value(r, "fid") is not None]
+    if len(usable) < 2:
+        return None
+    reference = load_reference(results_dir, usable[0]["paired"]["reference"])
+    features = [load_cell_features(results_dir, r["paired"]["features"]) for r in usable]
+    resampled = bootstrap_fids(features, reference)
+    fids = [metric_value(r, "fid") for r in usable]
+    differences = {(a["cell_key"], b["cell_key"]): difference(fids[i], fids[j], resampled[i], resampled[j])
+                   for i, a in enumerate(usable) for j, b in enumerate(usable) if i != j}
+    return Pairs(usable, differences)

@@ -1,0 +1,56 @@
+"""Paired bootstrap of FID differences: the fast FID against a fixed reference equals the
+project's Frechet distance, and pairing narrows the interval of a difference."""
+import numpy as np
+import pytest
+
+from bench.paired import Reference, bootstrap_fids, difference, fid
+from bench.statistics import Moments, frechet_distance
+
+
+def gaussian(rng, n, d, shift=0.0):
+    mixing = np.linspace(0.5, 1.5, d)
+    return rng.standard_normal((n, d)) * mixing + shift
+
+
+@pytest.mark.parametrize("m, how", [(400, "statistics"), (400, "features"), (12, "features")])
+def test_fid_against_a_fixed_reference_equals_the_frechet_distance(m, how):
+    rng = np.random.default_rng(0)
+    samples, reference = gaussian(rng, 50, 16, 0.3), gaussian(rng, m, 16)
+    stats = Moments(16).update(reference).stats()
+    ref = Reference.from_statistics(stats["mu"], stats["sigma"]) if how == "statistics" else (
+        Reference.from_features(reference))
+    expected = frechet_distance(Moments(16).update(samples).stats(), stats)
+    assert fid(samples, ref) == pytest.approx(expected, rel=1e-7)
+
+
+def paired_cells(rng, shift_b=0.0, noise=0.05, n=300, d=8):
+    """Cell b is cell a's samples slightly perturbed (the same seeds through another sampler)."""
+    a = gaussian(rng, n, d, 0.2)
+    return a, a + noise * rng.standard_normal(a.shape) + shift_b
+
+
+def test_identical_cells_differ_by_exactly_zero_and_are_tied():
+    rng = np.random.default_rng(1)
+    a, _ = paired_cells(rng)
+    ref = Reference.from_features(gaussian(rng, 500, 8))
+    resampled = bootstrap_fids([a, a.copy()], ref, resamples=50)
+    result = difference(fid(a, ref), fid(a, ref), resampled[0], resampled[1])
+    assert result.value == result.low == result.high == 0.0 and result.tied
+
+
+def test_pairing_narrows_the_interval_of_a_difference():
+    rng = np.random.default_rng(2)
+    a, b = paired_cells(rng, shift_b=0.1)
+    ref = Reference.from_features(gaussian(rng, 500, 8))
+    resampled = bootstrap_fids([a, b], ref, resamples=300)
+    paired = difference(fid(a, ref), fid(b, ref), resampled[0], resampled[1])
+    unpaired_width = 2 * 1.96 * np.hypot(resampled[0].std(), resampled[1].std())
+    assert (paired.high - paired.low) < unpaired_width / 2
+    assert not paired.tied and paired.value < 0 and paired.a_better > 0.99
+
+
+def test_cells_of_different_sizes_cannot_be_paired():
+    rng = np.random.default_rng(3)
+    ref = Reference.from_features(gaussian(rng, 100, 4))
+    with pytest.raises(ValueError, match="same samples"):
+        bootstrap_fids([gaussian(rng, 20, 4), gaussian(rng, 30, 4)], ref, resamples=5)

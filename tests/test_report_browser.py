@@ -3,12 +3,14 @@ route closed, and the page must show its title, decode every image and sort a co
 `.ci/run` installs chromium and chromium-driver; elsewhere the test is skipped."""
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from bench.report import render_report
 from tests.report_rows import row, store_rows
 
+PUBLISHED_QUICK = Path(__file__).resolve().parents[1] / "results" / "published" / "quick"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="Debian packages chromium and chromium-driver not installed")
@@ -44,7 +46,7 @@ def page(tmp_path):
 def first_column(driver) -> list[str]:
     return driver.execute_script(
         "return Array.from(document.querySelector('table.sortable').tBodies[0].rows)"
-        ".map(r => r.cells[0].textContent);")
+        ".map(r => r.cells[0].innerText);")
 
 
 def test_report_opens_offline_decodes_images_and_sorts(browser, page, tmp_path):
@@ -67,13 +69,13 @@ def test_report_opens_offline_decodes_images_and_sorts(browser, page, tmp_path):
 
 @pytest.fixture
 def wide_page(tmp_path):
-    """Rows with every text column filled: a model, hyper-parameters, uncertainties."""
-    rows = [row(k, m, n, f, 0.2, fid_error=1.3, model=model, hparams={"cfg_scale": 3.0, "churn": 30})
-            for k, m, n, f, model in [("a", "flow-heun-cfg", 19, 8.5, "flow-cond"),
-                                      ("b", "edm-stochastic", 35, 57.5, "edm"),
-                                      ("c", "ddpm", 100, 53.5, "eps")]]
-    store_rows(tmp_path / "results", "s", *rows, grids=True)
-    return render_report("s", tmp_path / "results", tmp_path / "reports") / "index.html"
+    """The published quick rows (real model names, hyper-parameters, uncertainties and overhead
+    columns) plus a row with the longest hyper-parameters any published suite uses."""
+    results = tmp_path / "results"
+    shutil.copytree(PUBLISHED_QUICK, results / "quick")
+    store_rows(results, "quick", row("z", "edm-stochastic", 35, 57.5, 0.2, fid_error=1.3, model="edm",
+                                     hparams={"S_churn": 30.0, "S_min": 0.01, "S_max": 1.0, "S_noise": 1.007}))
+    return render_report("quick", results, tmp_path / "reports") / "index.html"
 
 
 @pytest.mark.parametrize("width", [420, 1400])

@@ -179,6 +179,11 @@ def _cell(row: Row, column: Column, value, place) -> Cell:
     return Cell(text + (SUSPECT if suspect else ""), float(value), spread, place, suspect)
 
 
+def pivot_cell(value: float, error: float | None, place) -> Cell:
+    text, spread = to_uncertainty(value, error) if error else (f"{value:.2f}", None)
+    return Cell(text, value, spread, place)
+
+
 def to_uncertainty(value: float, error: float) -> tuple[str, str]:
     """A value and its standard error, both to the error's two significant digits (133.7 +- 15.7
     reads "134", "16"; 1194.2 +- 153 reads "1190", "150"): digits beyond the error are noise."""
@@ -305,12 +310,14 @@ def pivot(group: Group, metric: str = "fid") -> tuple[list[tuple[str, str]], lis
     papers' table): (line name, model) pairs, NFE columns, and a grid of cells (None where a
     line has no such NFE); in each NFE column the best of each model is place 1, second 2."""
     values: dict[tuple[tuple[str, str], int], float] = {}
+    errors: dict[tuple[tuple[str, str], int], float | None] = {}
     identity: dict[tuple[str, str], str] = {}
     for row in sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r))):
         value = metric_value(row, metric) if ok(row) else None
         if value is not None and row["nfe"] is not None:
             name = (line_name(row), model_text(row))
             values[(name, int(row["nfe"]))] = value
+            errors[(name, int(row["nfe"]))] = metric_error(row, metric)
             identity[name] = model_identity(row)
     names = list(dict.fromkeys(k[0] for k in values))
     nfes = sorted({k[1] for k in values})
@@ -319,6 +326,6 @@ def pivot(group: Group, metric: str = "fid") -> tuple[list[tuple[str, str]], lis
     for nfe in nfes:
         column = [values.get((name, nfe)) for name in names]
         podium = within([identity[n] for n in names], column, lambda v: places(v, higher))
-        columns.append([None if v is None else Cell(f"{v:.2f}", v, None, place)
-                        for v, place in zip(column, podium)])
+        columns.append([None if v is None else pivot_cell(v, errors[(name, nfe)], place)
+                        for name, v, place in zip(names, column, podium)])
     return names, nfes, [list(line) for line in zip(*columns)]

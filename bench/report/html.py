@@ -14,20 +14,24 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; font-size: 13px; margin-bottom: 1em; }
 th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; }
+th { cursor: pointer; background: #f4f4f4; position: sticky; top: 0; white-space: normal; vertical-align: bottom; }
 th:hover { background: #e4e4f4; }
 td.text, th.text { text-align: left; }
 td.text { white-space: normal; min-width: 8em; max-width: 22em; }
 .scroll { overflow-x: auto; max-width: 100%; }
 .caption, .note { color: #555; font-size: 13px; max-width: 70em; }
 img { max-width: 100%; }
+h1, h2, h3, h4, p, li, dd, summary, figcaption { overflow-wrap: break-word; }   /* long hashes, paths */
+.folded { display: none; color: #666; font-size: 11px; }
 figure.grid img { image-rendering: pixelated; }   /* sample grids scale as pixels, not blurred */
 nav.toc ul { columns: 2 18em; font-size: 14px; }
-@media (max-width: 700px) {   /* a phone: narrow text columns so the quality metrics stay in view */
+@media (max-width: 700px) {   /* a phone: model and hyper-parameters fold under the method */
   body { margin: 0.5em; }
   table { font-size: 12px; }
   th, td { padding: 2px 4px; }
-  td.text { min-width: 4em; max-width: 6.5em; overflow-wrap: anywhere; }
+  td.text { min-width: 9em; max-width: 11em; overflow-wrap: anywhere; }
+  .wide { display: none; }
+  .folded { display: inline; }
 }
 figure { margin: 1em 0; }
 figure.grid { display: inline-block; margin: 0.5em; text-align: center; font-size: 12px; }
@@ -77,13 +81,24 @@ def header(column) -> str:
     return f"<th>{esc(column.header)}{arrow}</th>"
 
 
+def row_texts(row) -> list[str]:
+    """The method, model and hyper-parameter cells. On a phone the last two columns fold into
+    the method's cell (CSS `.wide` / `.folded`), so the quality metrics stay in view."""
+    (_, name), *rest = ROW_TEXT
+    folded_in = " · ".join(esc(text(row)) for _, text in rest)
+    return ([f'<td class="text">{esc(name(row))}<span class="folded"><br>{folded_in}</span></td>']
+            + [f'<td class="text wide">{esc(text(row))}</td>' for _, text in rest])
+
+
 def table(board: Board) -> str:
-    heads = [f'<th class="text">{esc(name)}</th>' for name, _ in ROW_TEXT] + ["<th>steps</th>"]
+    (first, _), *rest = ROW_TEXT
+    heads = ([f'<th class="text">{esc(first)}</th>']
+             + [f'<th class="text wide">{esc(name)}</th>' for name, _ in rest] + ["<th>steps</th>"])
     heads += [header(c) for c in board.columns] + ['<th class="text">status</th>']
     body = []
     for row, cells in zip(board.rows, board.cells):
         steps = steps_text(row)
-        texts = [f'<td class="text">{esc(text(row))}</td>' for _, text in ROW_TEXT]
+        texts = row_texts(row)
         texts += [f'<td data-v="{steps if steps.isdigit() else ""}">{esc(steps)}</td>']
         texts += [cell_html(c) for c in cells] + [f'<td class="text">{esc(status_text(row))}</td>']
         body.append("<tr>" + "".join(texts) + "</tr>")

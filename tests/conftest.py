@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.config import load_suite
+from bench.runner import run_suite
 from methods.ddpm import linear_alphas_cumprod
 
 
@@ -54,6 +56,16 @@ def write_suite(tmp_path):
         path.write_text(textwrap.dedent(text))
         return path
     return write
+
+
+def run_suite_text(directory: Path, text: str, name: str = "tiny") -> Path:
+    """Run the suite `text` with its results under `directory`; returns the results folder.
+    For module-scoped fixtures that share one run between tests."""
+    path = directory / "suites" / f"{name}.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    run_suite(load_suite(str(path)), directory / "results")
+    return directory / "results"
 
 
 class GaussianDenoiser(torch.nn.Module):

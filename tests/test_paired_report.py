@@ -4,21 +4,15 @@ pairing saves; damaged features leave the report ranking by value, with a note."
 import numpy as np
 import pytest
 
-from bench.config import load_suite
 from bench.report import render_report
-from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.stored_features import load_cell_features
-from tests.conftest import TINY_SUITE
+from tests.conftest import TINY_SUITE, run_suite_text
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("paired")
-    (directory / "suites").mkdir()
-    (directory / "suites" / "tiny.toml").write_text(TINY_SUITE)
-    run_suite(load_suite(str(directory / "suites" / "tiny.toml")), directory / "results")
-    return directory / "results"
+    return run_suite_text(tmp_path_factory.mktemp("paired"), TINY_SUITE)
 
 
 def stored_rows(results):

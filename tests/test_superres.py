@@ -13,7 +13,7 @@ from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.superres import check_scale, condition_of, downsample, from_uint8, lowres_of, upsample
 from methods import METHODS, PerSampleRNG
-from tests.conftest import TINY_SUITE, GaussianDenoiser
+from tests.conftest import TINY_SUITE, GaussianDenoiser, run_suite_text
 
 SHAPE = (1, 4, 4)
 
@@ -165,11 +165,7 @@ method = "regression"
 
 @pytest.fixture(scope="module")
 def sr_results(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("sr")
-    (directory / "suites").mkdir()
-    (directory / "suites" / "tiny.toml").write_text(SR_SUITE)
-    run_suite(load_suite(str(directory / "suites" / "tiny.toml")), directory / "results")
-    return directory / "results"
+    return run_suite_text(tmp_path_factory.mktemp("sr"), SR_SUITE)
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,8 @@ class Reference:
         features = np.asarray(features, dtype=np.float64)
         centred = features - features.mean(0)
         root = centred / np.sqrt(len(features) - 1)
+        if len(root) > root.shape[1]:      # more images than dimensions: a d x d root is smaller
+            return cls.from_statistics(features.mean(0), root.T @ root)
         return cls(features.mean(0), root, float((root ** 2).sum()))
 
 
@@ -61,9 +63,31 @@ def bootstrap_fids(cells: list[np.ndarray], reference: Reference, resamples: int
     if len(sizes) != 1:
         raise ValueError(f"paired cells need the same samples; sizes {sorted(sizes)}")
     n = sizes.pop()
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, n, size=(resamples, n))
-    return np.array([[fid(cell[i], reference) for i in indices] for cell in cells])
+    indices = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    counts = np.zeros((resamples, n))
+    np.add.at(counts, (np.arange(resamples)[:, None], indices), 1)
+    return np.array([resampled_fids(cell, reference, counts) for cell in cells])
+
+
+def resampled_fids(features: np.ndarray, reference: Reference, counts: np.ndarray,
+                   chunk: int = 50) -> np.ndarray:
+    """`fid` of each resample, a resample given by how often it draws each sample (a row of
+    `counts`): its moments are count-weighted sums, and in the reference root's projection
+    Y = X R^T the nuclear norm is the sum of root eigenvalues of the weighted Gram matrix, so
+    all resamples share one projection and one batched eigenvalue call per chunk."""
+    features = np.asarray(features, dtype=np.float64)
+    n = len(features)
+    projected = features @ reference.root.T
+    out = []
+    for weights in np.array_split(counts, max(1, len(counts) // chunk)):
+        mu = weights @ features / n
+        trace = (weights @ (features ** 2).sum(1) - n * (mu ** 2).sum(1)) / (n - 1)
+        projected_mu = weights @ projected / n
+        gram = np.swapaxes(weights[:, :, None] * projected[None], 1, 2) @ projected
+        gram -= n * projected_mu[:, :, None] * projected_mu[:, None, :]
+        cross = np.sqrt(np.clip(np.linalg.eigvalsh(gram), 0, None)).sum(1) / np.sqrt(n - 1)
+        out.append(((mu - reference.mu) ** 2).sum(1) + trace + reference.trace - 2 * cross)
+    return np.concatenate(out)
 
 
 @dataclasses.dataclass(frozen=True)

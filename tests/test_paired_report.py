@@ -42,7 +42,7 @@ def test_the_report_ranks_fid_statistically_and_says_what_pairing_buys(results, 
     out = render_report("tiny", results, tmp_path / "reports")
     board = (out / "leaderboard.md").read_text()
     assert "rank (FID, paired)" in board and "rows statistically tied with the best share rank 1" in board
-    assert "times narrower" in board
+    assert "times as wide as the paired one" in board
     assert "Pairwise FID comparisons" in (out / "index.html").read_text()
 
 

@@ -55,11 +55,11 @@ class Pairs:
         ratios = self.width_ratios()
         if not ratios:
             return ""
-        return (f"Pairing: the paired {LEVEL:.0%} interval of an FID difference between two rows of "
-                f"the same model is {statistics.median(ratios):.1f} times narrower (median of "
-                f"{len(ratios)} pairs; {min(ratios):.1f}-{max(ratios):.1f}) than the interval from "
-                "the two rows' own standard errors, because both draw the same seeds and meet the "
-                "same reference.")
+        return (f"Pairing: for two rows of the same model, the {LEVEL:.0%} interval of their FID "
+                f"difference from the rows' own standard errors is {statistics.median(ratios):.3g} "
+                f"times as wide as the paired one (median of {len(ratios)} pairs; from "
+                f"{min(ratios):.2g} to {max(ratios):.3g}, below 1 where pairing did not help), "
+                "because both rows draw the same seeds and meet the same reference.")
 
 
 def board_pairs(rows: list[Row], results_dir: Path) -> Pairs | None:

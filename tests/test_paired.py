@@ -54,3 +54,13 @@ def test_cells_of_different_sizes_cannot_be_paired():
     ref = Reference.from_features(gaussian(rng, 100, 4))
     with pytest.raises(ValueError, match="same samples"):
         bootstrap_fids([gaussian(rng, 20, 4), gaussian(rng, 30, 4)], ref, resamples=5)
+
+
+@pytest.mark.parametrize("reference_images", [30, 200])   # fewer / more images than dimensions
+def test_batched_resamples_equal_fid_of_each_resampled_set(reference_images):
+    rng = np.random.default_rng(3)
+    features, real = rng.normal(size=(50, 16)), rng.normal(0.2, 1.3, size=(reference_images, 16))
+    reference = Reference.from_features(real)
+    indices = np.random.default_rng(0).integers(0, 50, size=(7, 50))
+    expected = [fid(features[i], reference) for i in indices]
+    assert bootstrap_fids([features], reference, resamples=7)[0] == pytest.approx(expected, rel=1e-9)

@@ -36,7 +36,6 @@ def save(fig, stem: Path) -> list[str]:
 # marker change together, so no two of up to 140 series look alike.
 PALETTE = [f"C{i}" for i in range(10)] + [matplotlib.colormaps["tab20"](2 * i + 1) for i in range(10)]
 LEGEND_CHARACTERS = 40           # a legend entry wraps here, so the legend stays narrower than the axes
-LEGEND_SPACE = 0.64              # the axes take this share of the figure width, the legend the rest
 
 
 def line_style(number: int) -> dict:
@@ -49,6 +48,23 @@ def _legend(ax) -> None:
     if handles:
         ax.legend(handles, [textwrap.fill(label, LEGEND_CHARACTERS) for label in labels],
                   fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+
+
+def _legend_below(fig, ax, columns: int = 2) -> None:
+    """The legend at the foot of the figure in `columns` columns (for more series than fit
+    beside the axes); the figure grows by the legend's measured height."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        fig.tight_layout()
+        return
+    wrapped = [textwrap.fill(label, LEGEND_CHARACTERS * 13 // 10) for label in labels]
+    legend = fig.legend(handles, wrapped, fontsize=7, ncol=columns, loc="lower center",
+                        bbox_to_anchor=(0.5, 0.0), borderaxespad=0.5)
+    fig.canvas.draw()
+    legend_inches = legend.get_window_extent().height / fig.dpi + 0.1
+    axes_inches = fig.get_figheight()
+    fig.set_figheight(axes_inches + legend_inches)
+    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
 
 
 def _finish(fig, ax, series: bool, x_values, xlabel: str, ylabel: str, legend: bool = True) -> None:
@@ -99,8 +115,9 @@ def fid_vs_nfe(rows: list[dict], stem: Path) -> list[str]:
     if not panels:
         _finish(fig, axes[0, 0], False, [], "NFE", "FID ↓")
     fig.suptitle("FID against the number of denoiser evaluations, per model (bars: standard error)",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0, LEGEND_SPACE, 1))
+                 fontsize=10, x=0.02, ha="left")
+    title_room = 0.45 / fig.get_figheight()     # the suptitle's line, kept clear of the top panel
+    fig.tight_layout(rect=(0, 0, 1, 1 - title_room))   # legends count in the layout
     return save(fig, stem)
 
 
@@ -124,7 +141,7 @@ def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
         if ok(row) and fid is not None and ms:
             name = f"{line_name(row)} [{model_text(row)}]" if several else line_name(row)
             series.setdefault(name, []).append((ms, fid, error))
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 4.0), dpi=120)
     for number, (name, points) in enumerate(series.items()):
         style = line_style(number)
         x, y, error = zip(*points)
@@ -136,9 +153,9 @@ def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
                 label="Pareto front")
         ax.scatter(*zip(*front), facecolors="none", edgecolors="black", s=80, linewidths=1)
     _finish(fig, ax, bool(series), [p[0] for s in series.values() for p in s],
-            "time per image (ms)", "FID ↓")
+            "time per image (ms)", "FID ↓", legend=False)
     ax.set_title("FID against wall-clock, across models (circled: on the Pareto front)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, LEGEND_SPACE, 1))
+    _legend_below(fig, ax)
     return save(fig, stem)
 
 
@@ -165,7 +182,7 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
         _finish(fig, ax, bool(series), [p[1] for s in series.values() for p in s], "FID ↓", ylabel,
                 legend=metric == "ssim")
     axes[0].set_title("fidelity against realism (ends labelled: sigma_start or steps)", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 0.8, 1))
+    fig.tight_layout()
     return save(fig, stem)
 
 

@@ -235,7 +235,14 @@ def _protocol(extractor: Extractor, reference: dict, n_samples: int, metrics, re
 
 
 def protocol_fingerprint(protocol: dict) -> str:
-    return hashlib.sha256(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:16]
+    """Names what the scores were computed from (extractor weights, reference dataset and split or
+    statistics file, counts, settings), never the reference's computed statistics: those differ
+    in their last bits between CPU kinds (AVX2 and AVX-512 kernels round differently), and rows
+    made on two machines under one protocol must stay comparable. The statistics hash stays in
+    the stored protocol as a record."""
+    reference = {k: v for k, v in protocol.get("reference", {}).items() if k != "statistics_hash"}
+    named = {**protocol, "reference": reference}
+    return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def kid(features: torch.Tensor, reference: torch.Tensor) -> tuple[float, float]:

@@ -37,6 +37,9 @@ def provenance(device: torch.device) -> dict:
         "torch_fidelity": torch_fidelity.__version__,
         "python": platform.python_version(),
         "device": str(device), "device_name": device_name(device),
+        # the vector instructions torch's CPU kernels use (AVX2, AVX512, ...): results agree
+        # across kinds only to the last bits, timings differ more
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "num_threads": torch.get_num_threads(),
         "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
         "tf32_cudnn": torch.backends.cudnn.allow_tf32,

@@ -59,6 +59,7 @@ class Provenance(TypedDict, total=False):
     cuda: str | None
     device: str
     device_name: str
+    cpu_capability: str          # torch.backends.cpu.get_cpu_capability(): AVX2, AVX512, ...
     num_threads: int
     dataset_hash: str
     checkpoint_sha256: str | None

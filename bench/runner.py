@@ -189,7 +189,29 @@ def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
                 "n_samples": ctx.config.n_samples, "seed": ctx.config.seed,
                 "batch_size": ctx.config.batch_size, "device": str(ctx.device),
                 "protocol": protocol_fingerprint(ctx.protocols[method.task])}
+    return identity_key(identity)
+
+
+def identity_key(identity: dict) -> str:
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
+
+
+def stored_cell_key(row: dict, fingerprint: str) -> str:
+    """The key `cell_key` gave a stored generated row, rebuilt from the row's own fields under
+    `fingerprint` (a row does not say whether its model came from a recipe, so both forms are
+    tried against the stored key; the one that matches is the row's)."""
+    model = row.get("model") or {}
+    identity = {"method": row["method"], "version": row["method_version"], "steps": row["steps"],
+                "hparams": row["hparams"], "checkpoint_sha256": model.get("checkpoint_sha256"),
+                "dataset_hash": row["dataset_hash"], "n_samples": row["n_samples"],
+                "seed": row["seed"], "batch_size": row["batch_size"],
+                "device": row["provenance"]["device"], "protocol": fingerprint}
+    forms = [identity] + ([{**identity, "model_key": model["cache_key"]}] if model else [])
+    old = [form for form in forms
+           if identity_key({**form, "protocol": row["protocol_fingerprint"]}) == row["cell_key"]]
+    if not old:
+        raise ValueError(f"row {row['cell_key']}: its fields do not give its stored cell key")
+    return identity_key(old[0])
 
 
 def shard_cells(cells: list, shard: tuple[int, int] | None) -> list[tuple[int, CellSpec]]:

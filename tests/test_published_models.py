@@ -46,6 +46,15 @@ def test_the_published_rows_were_made_with_the_shipped_weights(suite):
     assert used and used <= shipped
 
 
+@pytest.mark.parametrize("suite", PUBLISHED_SUITES)
+def test_the_published_rows_carry_the_current_fingerprint_rule(suite):
+    from bench.metrics import protocol_fingerprint
+    from bench.store import read_rows
+    rows, problems = read_rows(published_models_dir().parent / suite / "rows.jsonl")
+    assert rows and not problems
+    assert all(r["protocol_fingerprint"] == protocol_fingerprint(r["protocol"]) for r in rows)
+
+
 def test_the_published_set_stays_small():
     total = sum(p.stat().st_size for p in published_models_dir().rglob("*") if p.is_file())
     assert total < SIZE_BUDGET_MB * 2**20

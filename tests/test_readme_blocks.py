@@ -92,8 +92,11 @@ def test_the_safetensors_block_reproduces_the_published_quick_row(workspace):
     [row] = rows_of(root / "results", "byo-safetensors")
     published = [r for r in rows_of(REPO_ROOT / "results" / "published", "quick")
                  if r["method"] == "ddim" and r["steps"] == 10]
-    assert row["metrics"]["fid"]["value"] == published[0]["metrics"]["fid"]["value"]
     assert row["protocol_fingerprint"] == published[0]["protocol_fingerprint"]
+    # Equal on the AVX2 kind of CPU that made the published rows; another kind's kernels round
+    # the last bits differently (1e-6 relative seen on AVX-512), a different model far more.
+    assert row["metrics"]["fid"]["value"] == pytest.approx(published[0]["metrics"]["fid"]["value"],
+                                                           rel=1e-5)
 
 
 def test_the_score_block_appends_a_row_ranked_with_the_plugin_suite(workspace):

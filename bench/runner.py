@@ -494,7 +494,7 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, f
         "overhead": own_timed_counter and overhead(model, own_timed_counter,
                                                    timing.median * config.batch_size, in_situ, ctx.device),
         "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
-        "nfe": nfe, "nfe_expected": method.expected_nfe(cell.steps),
+        "nfe": nfe, "nfe_expected": method.planned_nfe(cell.steps, hparams),
         "metrics": {name: stored_metric(name, *value) for name, value in scores.items()},
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": world_size() / timing.median if timing.median > 0 else None,

@@ -33,6 +33,16 @@ class PerSampleRNG:
         return torch.stack([torch.randn(shape, generator=g, device=self.device, dtype=dtype)
                             for g in self.generators])
 
+    def fork(self, stream: str) -> "PerSampleRNG":
+        """A second, independent per-sample stream named `stream` (sample i's is seeded from its
+        own generator's seed), so a sampler part that draws from it leaves this one untouched."""
+        forked = PerSampleRNG.__new__(PerSampleRNG)
+        forked.device = self.device
+        forked.generators = [torch.Generator(self.device).manual_seed(
+            int.from_bytes(hashlib.sha256(f"{g.initial_seed()}:{stream}".encode()).digest()[:8],
+                           "little") & (2**63 - 1)) for g in self.generators]
+        return forked
+
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(self.generators):
             raise ValueError(f"batch of {x.shape[0]} but {len(self.generators)} sample generators")
@@ -114,6 +124,12 @@ class Method:
         """The modules in `requires` that cannot be imported here."""
         import importlib.util
         return [name for name in self.requires if importlib.util.find_spec(name) is None]
+
+    def planned_nfe(self, steps: int, hparams: Mapping[str, Any]) -> int | None:
+        """`expected_nfe` for `steps`, given the hyper-parameters its signature names (a
+        corrector's step count, say)."""
+        named = keyword_defaults(self.expected_nfe)
+        return self.expected_nfe(steps, **{k: v for k, v in hparams.items() if k in named})
 
     def schedule_on(self, denoiser, steps: int, hparams: Mapping[str, Any]) -> torch.Tensor:
         """The schedule's sigmas for `steps` on `denoiser`, given the resolved hyper-parameters

@@ -11,7 +11,8 @@ from tests.conftest import GaussianDenoiser
 SHAPE = (1, 4, 4)
 GENERATORS = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),
               ("ddim", {"eta": 0.0}), ("edm-heun", {}), ("edm-stochastic", {"S_churn": 40.0}),
-              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {})]
+              ("edm-euler-ancestral", {}), ("flow-euler", {}), ("flow-heun", {}),
+              ("sde-euler-maruyama", {}), ("sde-pc", {}), ("sde-pc", {"corrector_steps": 2, "snr": 0.1})]
 SUPER_RESOLVERS = [("bicubic", {}), ("sr3", {}), ("headstart", {}), ("headstart", {"sigma_start": 5.0}),
                    ("regression", {})]
 EVERY_SAMPLER = GENERATORS + SUPER_RESOLVERS
@@ -59,7 +60,7 @@ def test_nfe_equals_denoiser_calls(gaussian_denoiser, name, hparams, steps):
 
     counter = CountingDenoiser(Spy())
     run(name, counter, range(3), steps=steps, **hparams)
-    assert counter.calls == len(calls) == METHODS.get(name).expected_nfe(steps)
+    assert counter.calls == len(calls) == METHODS.get(name).planned_nfe(steps, hparams)
 
 
 def test_ddim_eta0_is_deterministic_given_latents(gaussian_denoiser):
@@ -123,7 +124,9 @@ def test_ddpm_step_matches_algorithm_2(gaussian_denoiser):
     torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name, hparams", GENERATORS)
+# sde-pc's Langevin corrector settles at a std above the data's at any step count; test_sde.py
+# checks it against that analytic value.
+@pytest.mark.parametrize("name, hparams", [g for g in GENERATORS if g[0] != "sde-pc"])
 def test_samplers_recover_the_gaussian_data_distribution(gaussian_denoiser, name, hparams):
     """With the exact denoiser, 250 steps land within 0.02 of the data mean and std, and the
     std error shrinks from 25 to 250 steps (DDPM's reverse variance is biased at coarse steps)."""

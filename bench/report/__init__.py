@@ -102,7 +102,7 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
         rendered.against = str(against)
         rendered.notes += baseline_problems
     (out / "leaderboard.md").write_text(markdown_report(rendered))
-    (out / "tables.tex").write_text(latex.document(name, boards, _hardware(rows), rendered.notes))
+    (out / "tables.tex").write_text(latex.document(name, boards, captions.machines(rows) if rows else "unknown hardware", rendered.notes))
     (out / "index.html").write_text(html_report(rendered, out))
 
 
@@ -211,10 +211,6 @@ def copy_grids(rows: list[dict], results_dir: Path, out: Path) -> list[tuple[dic
             shutil.copyfile(source, out / relative)
             grids.append((row, relative))
     return grids
-
-
-def _hardware(rows: list[dict]) -> str:
-    return ", ".join(sorted({captions.hardware(r) for r in rows})) or "unknown hardware"
 
 
 def markdown_report(r: Rendered) -> str:

@@ -44,7 +44,17 @@ def uncertainty_caption(settings: dict) -> str:
 
 def hardware(row: Row) -> str:
     p = row["provenance"]
-    return f"{p.get('device_name')} ({p.get('device')}, {p.get('num_threads')} threads)"
+    capability = f"{p['cpu_capability']}, " if p.get("cpu_capability") and p.get("device") == "cpu" else ""
+    return f"{p.get('device_name')} ({p.get('device')}, {capability}{p.get('num_threads')} threads)"
+
+
+def machines(rows: list[Row]) -> str:
+    """The machines the rows were measured on, in order of first row; with more than one, times
+    compare only between rows of one machine."""
+    seen = list(dict.fromkeys(hardware(r) for r in rows))
+    if len(seen) == 1:
+        return seen[0]
+    return " and ".join(seen) + " (times compare only between rows of one machine)"
 
 
 def provenance_caption(rows: list[Row]) -> str:
@@ -52,13 +62,13 @@ def provenance_caption(rows: list[Row]) -> str:
     shas = sorted({str(r["provenance"].get("git_sha") or "unknown")[:12]
                    + (" (dirty)" if r["provenance"].get("git_dirty") else "") for r in rows})
     memory = rows[0]["memory"] or {}
-    return (f"Measured on {hardware(rows[0])}, torch {p.get('torch')}, torch-fidelity "
+    return (f"Measured on {machines(rows)}, torch {p.get('torch')}, torch-fidelity "
             f"{p.get('torch_fidelity')}, git {', '.join(shas)}. Time is the median over timed "
             f"batches (warm-up excluded) divided by the batch size; memory is {memory.get('kind')} "
             f"over {memory.get('region', 'sampling')}.")
 
 
-PROVENANCE_FIELDS = ("git_sha", "git_dirty", "device", "device_name", "num_threads", "python",
+PROVENANCE_FIELDS = ("git_sha", "git_dirty", "device", "device_name", "cpu_capability", "num_threads", "python",
                      "torch", "torch_fidelity", "cuda", "tf32_matmul", "tf32_cudnn",
                      "cudnn_benchmark", "cudnn_deterministic")
 

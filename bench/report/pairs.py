@@ -55,10 +55,11 @@ class Pairs:
         ratios = self.width_ratios()
         if not ratios:
             return ""
+        spread = ("one pair" if len(ratios) == 1 else
+                  f"median of {len(ratios)} pairs; from {min(ratios):.2g} to {max(ratios):.3g}")
         return (f"Pairing: for two rows of the same model, the {LEVEL:.0%} interval of their FID "
                 f"difference from the rows' own standard errors is {statistics.median(ratios):.3g} "
-                f"times as wide as the paired one (median of {len(ratios)} pairs; from "
-                f"{min(ratios):.2g} to {max(ratios):.3g}, below 1 where pairing did not help), "
+                f"times as wide as the paired one ({spread}, below 1 where pairing did not help), "
                 "because both rows draw the same seeds and meet the same reference.")
 
 

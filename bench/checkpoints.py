@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 
 from bench.errors import DiffbenchError
-from bench.paths import atomic_write, published_models_dir
+from bench.paths import atomic_write, checkpoint_folders, ensure_writable, published_models_dir
 
 log = logging.getLogger("diffbench")
 
@@ -101,3 +101,15 @@ def load_state(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict] | 
             log.warning("%s: training state %s is damaged (%s: %s); passing over it", what,
                         candidate, type(err).__name__, err)
     return None
+
+
+def published_or_trained(kind: str, folder: str, train_into, what: str) -> Path:
+    """The weights file of checkpoint folder `folder`: published, else cached, else trained by
+    `train_into(cache folder)` (which writes model.safetensors there)."""
+    published, cached = checkpoint_folders(kind, folder)
+    for directory in (published, cached):
+        if checkpoint_exists(directory / "model.safetensors"):
+            return directory / "model.safetensors"
+    ensure_writable(cached, what, "set DIFFBENCH_CACHE to a writable folder")
+    train_into(cached)
+    return cached / "model.safetensors"

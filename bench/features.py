@@ -15,10 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch_fidelity.utils import create_feature_extractor
 
-from bench.checkpoints import checkpoint_exists, load_checkpoint
+from bench.checkpoints import load_checkpoint, published_or_trained
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
-from bench.paths import checkpoint_folders, ensure_writable
 from bench.training import TrainBudget, train
 
 LENET_FEATURES = ("fc1", "logits")
@@ -120,13 +119,8 @@ def lenet_extractor(dataset_spec: str, device: str = "cpu", weights_path: str | 
     name = f"lenet-{dataset.name}"
     key = hashlib.sha256(json.dumps([LENET_VERSION, dataset.content_hash,
                                      dataclasses.asdict(LENET_BUDGET)]).encode()).hexdigest()[:16]
-    published, cached = checkpoint_folders("extractors", f"{name}-{key}")
-    weights = next((d / "model.safetensors" for d in (published, cached)
-                    if checkpoint_exists(d / "model.safetensors")), None)
-    if weights is None:
-        ensure_writable(cached, "extractor cache", "set DIFFBENCH_CACHE to a writable folder")
-        _train_lenet(dataset, cached, name)
-        weights = cached / "model.safetensors"
+    weights = published_or_trained("extractors", f"{name}-{key}",
+                                   lambda folder: _train_lenet(dataset, folder, name), "extractor cache")
     _register_with_torch_fidelity(name)
     module = create_feature_extractor(name, list(LENET_FEATURES), cuda=False, verbose=False,
                                       feature_extractor_weights_path=weights).to(device)

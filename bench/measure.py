@@ -23,6 +23,7 @@ class CountingDenoiser(torch.nn.Module):
         self.calls = self.evaluations = 0
         self.first_call = None
         self.seconds_inside = 0.0
+        self.gradient: CountingGradient | None = None   # the same batch's guidance gradient, if any
         inherit_sigma_range(self, denoiser)
 
     def forward(self, x, sigma, cond=None):
@@ -38,6 +39,23 @@ class CountingDenoiser(torch.nn.Module):
     def nfe(self, batch_size: int) -> float:
         """Network evaluations per sample."""
         return self.evaluations / batch_size
+
+
+class CountingGradient:
+    """Wraps a guidance gradient `gradient(x, sigma, labels)` (a classifier's forward and
+    backward pass) and counts its per-sample evaluations and, on the CPU, where calls are
+    synchronous, the seconds spent in it: kept apart from the denoiser's NFE and seconds."""
+
+    def __init__(self, gradient):
+        self.gradient = gradient
+        self.evaluations, self.seconds_inside = 0, 0.0
+
+    def __call__(self, x, sigma, labels):
+        self.evaluations += x.shape[0]
+        start = time.perf_counter()
+        out = self.gradient(x, sigma, labels)
+        self.seconds_inside += time.perf_counter() - start
+        return out
 
 
 def synchronize(device: torch.device) -> None:

@@ -116,6 +116,7 @@ class Row(TypedDict):
     source: NotRequired[str]                # absent: sampled by a run; SCORED: by `diffbench score`
     samples: NotRequired[SamplesRef | None]  # the scored samples (SCORED rows only)
     paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.stored_features)
+    classifier: NotRequired[dict[str, Any] | None]   # classifier guidance: the classifier and its cost
 
 
 def finite_or_none(value: float | None) -> tuple[float | None, str | None]:

@@ -5,6 +5,7 @@ A method that raises yields an `error` row and the suite goes on; a non-finite s
 """
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import statistics
 import logging
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import torch
 
+from bench.classifier import LoadedClassifier, load_classifier
 from bench.config import CellSpec, SuiteConfig
 from bench.datasets import load_dataset
-from bench.measure import (CompileGuard, CountingDenoiser, PeakMemory, Stopwatch, TimingSummary,
-                           median_forward_seconds)
+from bench.measure import (CompileGuard, CountingDenoiser, CountingGradient, PeakMemory, Stopwatch,
+                           TimingSummary, median_forward_seconds)
 from bench.profiling import ProfiledDenoiser, profile_sampling
 from bench.fidelity import fidelity_convention
 from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
@@ -36,6 +38,7 @@ from bench.rows import new_row
 from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of, side_by_side
 from methods import METHODS, PerSampleRNG
+from methods.classifier_guidance import log_prob_gradient
 
 log = logging.getLogger("diffbench")
 
@@ -51,6 +54,7 @@ class SuiteContext:
     stored_references: dict[str, dict]  # task -> its reference stored beside the rows
     models: dict[str, LoadedModel]
     provenance: dict
+    classifier: LoadedClassifier | None = None   # for classifier-guided cells
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +112,14 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
         for task in sorted({METHODS.get(c.method).task for c in config.cells}):
             references[task], protocols[task] = task_protocol(config, extractor, task)
         models = load_models(config, device)
+        guided = any(METHODS.get(c.method).classifier for c in config.cells)
+        classifier = load_classifier(config.dataset, str(device)) if guided else None
     if is_main():
         store.write_config(resolved_config(config, models))
         stored = {task: store_reference(config, extractor, task, references[task], protocols[task],
                                         store.directory) for task in references}
     return SuiteContext(config, store, device, extractor, references, protocols, stored, models,
-                        provenance(device))
+                        provenance(device), classifier)
 
 
 def store_reference(config, extractor, task: str, reference: Reference, protocol: dict,
@@ -185,6 +191,7 @@ def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
                 "hparams": method.resolve_hparams(dict(cell.hparams)),
                 "checkpoint_sha256": model and model.checkpoint_sha256,
                 **({"model_key": model.meta["cache_key"]} if model and not model.recipe else {}),
+                **({"classifier_sha256": ctx.classifier.sha256} if method.classifier else {}),
                 "dataset_hash": load_dataset(ctx.config.dataset).content_hash,
                 "n_samples": ctx.config.n_samples, "seed": ctx.config.seed,
                 "batch_size": ctx.config.batch_size, "device": str(ctx.device),
@@ -205,7 +212,8 @@ def stored_cell_key(row: dict, fingerprint: str) -> str:
                 "hparams": row["hparams"], "checkpoint_sha256": model.get("checkpoint_sha256"),
                 "dataset_hash": row["dataset_hash"], "n_samples": row["n_samples"],
                 "seed": row["seed"], "batch_size": row["batch_size"],
-                "device": row["provenance"]["device"], "protocol": fingerprint}
+                "device": row["provenance"]["device"], "protocol": fingerprint,
+                **({"classifier_sha256": row["classifier"]["sha256"]} if row.get("classifier") else {})}
     forms = [identity] + ([{**identity, "model_key": model["cache_key"]}] if model else [])
     old = [form for form in forms
            if identity_key({**form, "protocol": row["protocol_fingerprint"]}) == row["cell_key"]]
@@ -326,11 +334,22 @@ def superres_inputs(ctx, indices) -> tuple[torch.Tensor, torch.Tensor]:
     return highres, lowres_of(highres, ctx.config.superres_scale)
 
 
-def conditioning(ctx, method, model, indices) -> dict | None:
-    """What the sampler is conditioned on: class labels and/or the upsampled LR image."""
+def requested_labels(ctx, method, model, indices) -> torch.Tensor | None:
+    """The classes a cell asks for: i mod K, K the classifier's classes for a classifier-guided
+    cell (its model is unconditional), else the class-conditional model's."""
+    if method.classifier:
+        return torch.tensor([i % ctx.classifier.module.num_classes for i in indices])
+    return class_labels(model, indices)
+
+
+def conditioning(ctx, method, model, indices, gradient=None) -> dict | None:
+    """What the sampler is conditioned on: class labels, the classifier's gradient and/or the
+    upsampled LR image."""
     cond = {}
-    labels = class_labels(model, indices)
-    if labels is not None:
+    labels = requested_labels(ctx, method, model, indices)
+    if gradient is not None:
+        cond.update(labels=labels.to(ctx.device), classifier_gradient=gradient)
+    elif labels is not None:
         cond.update(labels=labels.to(ctx.device), null_label=model.num_classes)
     if method.task == "superres":
         _, lowres = superres_inputs(ctx, indices)
@@ -343,9 +362,11 @@ def generate(ctx, method, hparams, model, steps, indices, wrap=lambda d: d,
     """One batch: samples for `indices`, its wall-clock seconds, and the counted denoiser.
     `wrap` wraps the denoiser (the profiler's ranges); a timed batch that compiles fails."""
     counter = CountingDenoiser(wrap(model.denoiser) if model else None)
+    if method.classifier:
+        counter.gradient = CountingGradient(functools.partial(log_prob_gradient, ctx.classifier.module))
     rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
     latents = rng.randn(load_dataset(ctx.config.dataset).shape)
-    cond = conditioning(ctx, method, model, indices)
+    cond = conditioning(ctx, method, model, indices, counter.gradient)
     with CompileGuard() if timed else contextlib.nullcontext(), Stopwatch(ctx.device) as watch:
         x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
     return x, watch.seconds, counter
@@ -384,7 +405,7 @@ def scorer_for(ctx, method) -> CellScorer:
 
 
 def measure_batch(ctx, scorer: CellScorer, method, model, pixels, indices) -> BatchScores:
-    labels = class_labels(model, indices)
+    labels = requested_labels(ctx, method, model, indices)
     if method.task == "superres":
         return scorer.measure(pixels, labels, *superres_inputs(ctx, indices))
     return scorer.measure(pixels, labels)
@@ -405,6 +426,8 @@ class BatchOutcome:
     timed: bool = False
     nfe: float | None = None
     in_situ: float | None = None
+    guidance_evaluations: float | None = None   # classifier gradients per sample
+    guidance_seconds: float | None = None       # spent in them (CPU)
     error: str | None = None
     nonfinite: bool = False
 
@@ -426,9 +449,12 @@ def run_batch(ctx, cell, method, hparams, model, scorer, number: int, local_numb
     except Exception as err:  # reported in the row; the suite goes on
         log.debug("batch %d failed:\n%s", number, traceback.format_exc())
         return BatchOutcome(number, error=error_message(err)), None
+    gradient = counter.gradient
     return BatchOutcome(number, scores, grid_part(ctx, method, pixels, indices), seconds,
                         len(indices), timed, counter.nfe(len(indices)),
-                        seconds / counter.seconds_inside if counter.seconds_inside else None), counter
+                        seconds / counter.seconds_inside if counter.seconds_inside else None,
+                        gradient and gradient.evaluations / len(indices),
+                        gradient and gradient.seconds_inside), counter
 
 
 SR_PER_LINE = 4     # super-resolution grids: LR | output | HR triplets, four a line
@@ -506,7 +532,22 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, f
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
         "paired": {"features": save_cell_features(ctx.store.directory, key, features),
                    "reference": ctx.stored_references[method.task]},
+        "classifier": guidance_record(ctx, records, timing) if method.classifier else None,
     }
+
+
+def guidance_record(ctx, records, timing: TimingSummary) -> dict:
+    """The guiding classifier (name, weights hash, held-out accuracy by noise level) and what its
+    gradients cost: evaluations per sample (not in NFE) and, on the CPU, their share of the
+    timed sampling time."""
+    timed = [r for r in records if r.timed]
+    share = (sum(r.guidance_seconds for r in timed) / sum(r.seconds for r in timed)
+             if ctx.device.type == "cpu" and timed else None)
+    return {"name": ctx.classifier.name, "sha256": ctx.classifier.sha256,
+            "accuracy_by_sigma": ctx.classifier.accuracy_by_sigma,
+            "evaluations_per_sample": records[0].guidance_evaluations,
+            "time_share": share,
+            "ms_per_image": share * timing.median * 1e3 if share is not None else None}
 
 
 def cell_nfe(method, steps: int, records) -> float:

@@ -23,7 +23,7 @@ from bench.paths import atomic_write
 
 FEATURES_DIR = "features"
 REFERENCE_DIR = "reference"
-STORED_PATH = re.compile(rf"({FEATURES_DIR}|{REFERENCE_DIR})/[0-9a-f]{{8,64}}\.npz")
+STORED_PATH = re.compile(rf"({FEATURES_DIR}|{REFERENCE_DIR})/[0-9a-f]{{8,64}}(-[0-9a-f]{{8,64}})?\.npz")
 
 
 def npz_bytes(**arrays) -> bytes:
@@ -41,8 +41,7 @@ def npz_bytes(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-def _write(path: Path, **arrays) -> str:
-    data = npz_bytes(**arrays)
+def _write(path: Path, data: bytes) -> str:
     sha256 = hashlib.sha256(data).hexdigest()
     if not (path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256):
         atomic_write(path, data)
@@ -72,7 +71,8 @@ def _read(directory: Path, relative: str, sha256: str, keys: set[str]) -> dict:
 def save_cell_features(results_dir: Path, cell_key: str, features: np.ndarray) -> dict:
     """Store a cell's features (n x d, seed order); returns the reference its row records."""
     relative = f"{FEATURES_DIR}/{cell_key}.npz"
-    sha256 = _write(Path(results_dir) / relative, features=np.asarray(features, dtype=np.float16))
+    sha256 = _write(Path(results_dir) / relative,
+                    npz_bytes(features=np.asarray(features, dtype=np.float16)))
     return {"path": relative, "sha256": sha256, "count": int(len(features)),
             "dim": int(features.shape[1])}
 
@@ -83,14 +83,15 @@ def load_cell_features(results_dir: Path, ref: dict) -> np.ndarray:
 
 def save_reference(results_dir: Path, fingerprint: str, stats: dict, features: np.ndarray | None) -> dict:
     """Store what FID needs of a protocol's reference: its features when fewer than their
-    dimension (smaller, and exact), else its mean and covariance."""
-    relative = f"{REFERENCE_DIR}/{fingerprint}.npz"
-    path = Path(results_dir) / relative
+    dimension (smaller, and exact), else its mean and covariance. The file is named by the
+    protocol and its content: machines of two CPU kinds compute one protocol's reference to
+    different last bits, and rows made on each keep their own."""
     if features is not None and len(features) < features.shape[1]:
-        sha256 = _write(path, features=np.asarray(features, dtype=np.float32))
+        data = npz_bytes(features=np.asarray(features, dtype=np.float32))
     else:
-        sha256 = _write(path, mu=np.asarray(stats["mu"]), sigma=np.asarray(stats["sigma"]))
-    return {"path": relative, "sha256": sha256}
+        data = npz_bytes(mu=np.asarray(stats["mu"]), sigma=np.asarray(stats["sigma"]))
+    relative = f"{REFERENCE_DIR}/{fingerprint}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    return {"path": relative, "sha256": _write(Path(results_dir) / relative, data)}
 
 
 def load_reference(results_dir: Path, ref: dict) -> Reference:

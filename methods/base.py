@@ -110,6 +110,7 @@ class Method:
     limits: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # hparam -> (low, high) or a set of choices
     requires: tuple[str, ...] = ()              # importable modules it needs (an optional library)
     min_steps: int = 1
+    classifier: bool = False                    # guided by the suite's noise-aware classifier
 
     def __post_init__(self):
         if self.task not in TASKS:

@@ -71,3 +71,13 @@ def test_a_damaged_published_file_says_restore_not_delete(tmp_path, monkeypatch)
     with pytest.raises(DiffbenchError, match="git checkout") as info:
         load_checkpoint(target / source.name, "published")
     assert "do not delete" in str(info.value)
+
+
+def test_the_mnist_classifier_for_guidance_ships(monkeypatch):
+    import bench.classifier
+
+    def no_training(*args):
+        raise AssertionError("the published classifier was not found")
+    monkeypatch.setattr(bench.classifier, "_train_classifier", no_training)
+    classifier = bench.classifier.load_classifier("mnist5k")
+    assert classifier.accuracy_by_sigma["0.002"] > 0.95 and classifier.module.num_classes == 10

@@ -49,3 +49,14 @@ def test_the_reference_is_stored_in_its_smaller_exact_form(tmp_path, count, stor
         assert ("features" in data.files) == (stored == "features")
     expected = frechet_distance(Moments(10).update(samples).stats(), stats)
     assert fid(samples, load_reference(tmp_path, ref)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_two_machines_references_of_one_protocol_are_kept_side_by_side(tmp_path):
+    """An AVX2 and an AVX-512 machine compute one protocol's reference to different last bits;
+    each row must still find the file it was scored against."""
+    features = np.random.default_rng(0).normal(size=(40, 64))
+    first = save_reference(tmp_path, "ab" * 8, {}, features)
+    second = save_reference(tmp_path, "ab" * 8, {}, features * (1 + 1e-7))
+    assert first["path"] != second["path"] and first["path"].startswith("reference/" + "ab" * 8)
+    for ref in (first, second):
+        assert load_reference(tmp_path, ref) is not None

@@ -104,8 +104,16 @@ def _overhead(key):
     return lambda r: r["overhead"] and r["overhead"].get(key)
 
 
+def _classifier(key):
+    return lambda r: (r.get("classifier") or {}).get(key)
+
+
 COST_COLUMNS = [
     Column("time_ms", "time / image (ms)", ms_per_image, False, "{:.2f}"),
+    # classifier guidance: gradients of the classifier are not in NFE; their time is in the above
+    Column("classifier_grads", "classifier gradients / image", _classifier("evaluations_per_sample"),
+           None, "{:g}"),
+    Column("classifier_ms", "of which classifier (ms)", _classifier("ms_per_image"), None, "{:.2f}"),
     Column("throughput", "images / s", lambda r: r["throughput_images_per_s"], True, "{:.1f}"),
     Column("memory_mib", "peak memory (MiB)", peak_mib, False, "{:.0f}"),
     Column("parameters", "parameters", lambda r: r["num_parameters"], None, "{:,}"),

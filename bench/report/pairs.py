@@ -69,6 +69,8 @@ def board_pairs(rows: list[Row], results_dir: Path) -> Pairs | None:
     usable = [r for r in rows if ok(r) and r["paired"] and metric_value(r, "fid") is not None]
     if len(usable) < 2:
         return None
+    # One fixed reference for every resample: rows of one protocol made on two kinds of CPU
+    # stored references equal to their last bits, so the first row's stands for all.
     reference = load_reference(results_dir, usable[0]["paired"]["reference"])
     features = [load_cell_features(results_dir, r["paired"]["features"]) for r in usable]
     resampled = bootstrap_fids(features, reference)

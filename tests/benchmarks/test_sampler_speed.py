@@ -7,12 +7,15 @@ check a change for regressions:
     pytest tests/benchmarks -k sampler --benchmark-enable --benchmark-json=now.json --benchmark-save-data
     diffbench compare baseline.json now.json
 """
+import functools
+
 import pytest
 import torch
 
 from bench.measure import synchronize
 from bench.recipes import RECIPES
 from methods import METHODS, OBJECTIVES, PerSampleRNG, UNet
+from methods.classifier_guidance import NoiseAwareClassifier, log_prob_gradient
 
 BATCH, STEPS, SIZE, CLASSES = 16, 10, 28, 10
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,6 +37,11 @@ def conditioning(method, denoiser) -> dict | None:
     cond = {}
     if method.model and method.model.endswith("-cond"):
         cond.update(labels=torch.arange(BATCH, device=DEVICE) % CLASSES, null_label=CLASSES)
+    if method.classifier:   # a random-weight classifier costs what a trained one does
+        torch.manual_seed(0)
+        classifier = NoiseAwareClassifier(1, CLASSES).to(DEVICE).eval().requires_grad_(False)
+        cond.update(labels=torch.arange(BATCH, device=DEVICE) % CLASSES,
+                    classifier_gradient=functools.partial(log_prob_gradient, classifier))
     if method.task == "superres":
         cond["lowres"] = torch.rand(BATCH, 1, SIZE, SIZE, device=DEVICE) * 2 - 1
     return cond or None

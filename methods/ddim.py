@@ -4,6 +4,11 @@ Sampling: the generalised reverse step of Eq. 12 with sigma_t(eta) of Eq. 16, ov
 of the DDPM training timesteps (Sec. 4.2). eta = 0 is the deterministic DDIM; eta = 1 gives the
 DDPM posterior variance. Uses the same eps-network as `ddpm`; `clip_denoised` as in `ddpm`
 (clipping the predicted x0, the "predicted x0" term of Eq. 12, to [-1, 1]).
+
+Notation (code | paper): a_t, a_s | alpha_t and alpha_{t-1} of Eq. 12 (the DDIM paper's alpha is
+DDPM's alpha-bar); x0 | the "predicted x0" f_theta(x_t); eps | eps_theta(x_t); sigma_t | Eq. 16's
+sigma_t(eta). tests/test_samplers.py checks eta = 1 against the DDPM posterior variance and
+tests/test_diffusers_parity.py the whole sampler against diffusers' DDIMScheduler.
 """
 import torch
 

@@ -10,6 +10,15 @@ posterior mean, as the authors' released code does (Algorithm 2 itself writes th
 form, which equals `clip_denoised=False`). With a small CPU-trained network the unclipped x0 at
 the highest noise levels is off by tens (an eps error of 0.04 times sigma_max = 157), and a
 deterministic sampler never recovers from it; clipping is the reference implementations' answer.
+
+Notation (code | paper):
+    a_t, a_s          | alpha-bar_t and alpha-bar_{t-1}: the current and the next (respaced) step
+    beta              | beta_t = 1 - a_t / a_s, the respaced chain's own step (Nichol & Dhariwal 2021, Sec. 4)
+    x0, eps           | x-hat_0 and eps_theta(x_t, t): the network's prediction, in both forms
+    mean, var         | mu-tilde_t(x_t, x-hat_0) (Eq. 7) and sigma_t^2 (beta-tilde_t or beta_t)
+    sigmas[i]         | sqrt((1 - alpha-bar_t) / alpha-bar_t): timestep t as the Denoiser's noise level
+tests/test_samplers.py::test_ddpm_step_matches_algorithm_2 checks one step against Algorithm 2
+line by line.
 """
 import torch
 from torch.nn import functional as F

@@ -27,6 +27,8 @@ class ClassifierFreeGuidance(nn.Module):
         labels = cond["labels"]
         null = torch.full_like(labels, cond["null_label"])
         sigma = torch.as_tensor(sigma, device=x.device)
+        # one noise level per sample must cover both halves of the doubled batch; a scalar
+        # already does
         sigma = sigma.repeat(2) if sigma.numel() == x.shape[0] and sigma.ndim else sigma
         both = self.inner(torch.cat([x, x]), sigma, {**cond, "labels": torch.cat([labels, null])})
         conditional, unconditional = both.chunk(2)

@@ -62,3 +62,30 @@ def test_ddim_matches_diffusers_ddim_scheduler(eta, clip):
                            use_clipped_model_output=clip).prev_sample
     expected = ours("ddim", denoiser, scheduler.timesteps.long(), 0, eta=eta, clip_denoised=clip)
     torch.testing.assert_close(expected, x, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_on_the_project_s_own_respaced_grid_matches_diffusers(eta):
+    """The harness's schedule (`respaced_sigmas`: 10 timesteps from 999 to 0, 111 apart), not
+    diffusers' default "leading" one, handed to DDIMScheduler with its step ratio set to match."""
+    denoiser = GaussianDenoiser()
+    method = METHODS.get("ddim")
+    from methods import PerSampleRNG
+    sigmas = method.schedule_on(denoiser, 10, method.resolve_hparams({}))
+    grid = torch.arange(999, -1, -111)
+    assert torch.allclose(sigmas[:-1], denoiser.sigmas[grid].double())
+    scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear",
+                                        clip_sample=True, set_alpha_to_one=True)
+    scheduler.set_timesteps(9)                  # step ratio 1000 // 9 = 111, the grid's spacing
+    scheduler.timesteps = grid
+    twin = PerSampleRNG(0, [0])
+    x = twin.randn(SHAPE[1:])
+    for index, t in enumerate(grid):
+        last = index == len(grid) - 1
+        noise = torch.zeros(SHAPE) if (last or eta == 0) else twin.randn_like(x)
+        x = scheduler.step(exact_eps(denoiser, x, int(t)), t, x, eta=eta, variance_noise=noise,
+                           use_clipped_model_output=True).prev_sample
+    rng = PerSampleRNG(0, [0])
+    expected = method.sample(denoiser, rng.randn(SHAPE[1:]), 10, rng=rng,
+                             **method.resolve_hparams({"eta": eta}))
+    torch.testing.assert_close(expected, x, rtol=0, atol=1e-5)

@@ -5,9 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.config import load_suite
-from bench.runner import run_suite
-from methods.ddpm import linear_alphas_cumprod
+from tests.helpers import TINY_SUITE, GaussianDenoiser
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -23,30 +21,6 @@ def isolated_cache(tmp_path_factory):
         os.environ["DIFFBENCH_CACHE"] = old
 
 
-TINY_SUITE = """
-[suite]
-description = "tiny test suite"
-dataset = "digits8"
-n_samples = 24
-batch_size = 8
-grid_size = 16
-
-[models.eps]
-recipe = "eps-digits8"
-steps = 20
-base_channels = 8
-checkpoint_every = 10
-
-[[cells]]
-method = "ddim"
-steps = [2, 3]
-
-[[cells]]
-method = "ddpm"
-steps = [2, 4]
-"""
-
-
 @pytest.fixture
 def write_suite(tmp_path):
     """write_suite(text, name="tiny") -> path of a suite TOML file in a temporary folder."""
@@ -56,34 +30,6 @@ def write_suite(tmp_path):
         path.write_text(textwrap.dedent(text))
         return path
     return write
-
-
-def run_suite_text(directory: Path, text: str, name: str = "tiny") -> Path:
-    """Run the suite `text` with its results under `directory`; returns the results folder.
-    For module-scoped fixtures that share one run between tests."""
-    path = directory / "suites" / f"{name}.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    run_suite(load_suite(str(path)), directory / "results")
-    return directory / "results"
-
-
-class GaussianDenoiser(torch.nn.Module):
-    """The exact denoiser of data ~ N(mu, s^2 I): D(x, sigma) = mu + s^2 / (s^2 + sigma^2) (x - mu).
-
-    Carries the DDPM training sigmas so the discrete-time samplers can respace them.
-    """
-
-    def __init__(self, mu: float = 0.3, s: float = 0.5):
-        super().__init__()
-        self.mu, self.s = mu, s
-        abar = linear_alphas_cumprod()
-        self.sigmas = ((1 - abar) / abar).sqrt().float()
-        self.sigma_min, self.sigma_max, self.sigma_data = float(self.sigmas[0]), float(self.sigmas[-1]), s
-
-    def forward(self, x, sigma, cond=None):
-        sigma = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1, 1, 1)
-        return self.mu + self.s ** 2 / (self.s ** 2 + sigma ** 2) * (x - self.mu)
 
 
 @pytest.fixture

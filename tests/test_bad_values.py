@@ -3,7 +3,7 @@ naming the key, and no results folder, model or cache entry is made."""
 import pytest
 
 from bench.cli import main
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 MODEL = ("checkpoint_every = 10", "checkpoint_every = 10\n{}")
 SUITE = ("grid_size = 16", "grid_size = 16\n{}")

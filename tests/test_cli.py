@@ -8,7 +8,7 @@ from bench.cli import main
 from bench.config import load_suite
 from bench.recipes import find_model, resolve_recipe
 from bench.datasets import load_dataset
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 
 def run_cli(capsys, *argv):

@@ -3,7 +3,7 @@ import pytest
 from bench.config import load_suite
 from bench.errors import DiffbenchError
 from bench.paths import REPO_ROOT
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 
 def test_tiny_suite_expands_cells(write_suite):

@@ -4,7 +4,7 @@ import inspect
 import pytest
 
 from methods import METHODS, OBJECTIVES, Denoiser, UNet, UNetConfig
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 
 TINY_NET = UNetConfig(image_size=8, base_channels=8, channel_mult=(1,), num_res_blocks=1)
 

@@ -5,7 +5,7 @@ import torch
 from methods import METHODS
 from methods.base import sample_seed
 from methods.ddpm import linear_alphas_cumprod
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 
 diffusers = pytest.importorskip("diffusers")
 SHAPE = (1, 1, 4, 4)

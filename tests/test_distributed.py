@@ -8,7 +8,7 @@ import pytest
 from bench.config import load_suite
 from bench.runner import run_suite
 from bench.store import ResultStore
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 # Three full batches a cell, so each of two processes has a warm-up batch and rank 0 a timed one.
 SUITE = TINY_SUITE.replace("n_samples = 24", "n_samples = 40")

@@ -13,7 +13,7 @@ from bench.runner import load_models, run_suite
 from bench.store import ResultStore
 from methods.ddpm import discrete_alphas_cumprod
 from methods.denoisers import DiscreteVPDenoiser
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 from tests.test_cli import one_line_error, run_cli
 
 diffusers = pytest.importorskip("diffusers")

@@ -2,7 +2,7 @@
 import torch
 
 from methods.flow import flow_schedule
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 from tests.test_samplers import run
 
 

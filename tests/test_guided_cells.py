@@ -8,7 +8,7 @@ import pytest
 
 import bench.classifier
 from bench.classifier import ACCURACY_SIGMAS, load_classifier
-from tests.conftest import run_suite_text
+from tests.helpers import run_suite_text
 
 SUITE = """
 [suite]

@@ -13,7 +13,7 @@ from bench.inception import load_weights
 from bench.runner import run_suite
 from bench.store import ResultStore
 from methods import METHODS
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 
 def keys_of(results):

@@ -10,7 +10,7 @@ from bench.runner import run_suite
 from bench.store import ResultStore
 from methods import METHODS, PerSampleRNG
 from methods.kdiffusion import import_sampling
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 from tests.test_cli import one_line_error, run_cli
 from tests.test_external import save_unet
 

@@ -7,7 +7,7 @@ import pytest
 from bench.report import render_report
 from bench.store import ResultStore
 from bench.stored_features import load_cell_features
-from tests.conftest import TINY_SUITE, run_suite_text
+from tests.helpers import TINY_SUITE, run_suite_text
 
 
 @pytest.fixture(scope="module")

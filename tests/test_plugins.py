@@ -10,7 +10,7 @@ from bench import plugins
 from bench.config import load_suite
 from bench.errors import DiffbenchError
 from methods import METHODS, PerSampleRNG
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 from tests.test_cli import one_line_error, run_cli
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin_dpm_solver.py"

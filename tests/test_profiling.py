@@ -4,7 +4,7 @@ import torch
 from bench.measure import CompileGuard, CountingDenoiser, Stopwatch, median_forward_seconds
 from bench.profiling import ProfiledDenoiser, profile_sampling
 from methods import METHODS, PerSampleRNG
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 
 
 class ConvDenoiser(GaussianDenoiser):

@@ -15,7 +15,7 @@ from bench.metrics import protocol_fingerprint
 from bench.paths import REPO_ROOT
 from bench.runner import run_suite
 from bench.stored_features import load_cell_features, load_reference
-from tests.conftest import TINY_SUITE, run_suite_text
+from tests.helpers import TINY_SUITE, run_suite_text
 
 PROTOCOL = {"extractor": "lenet-digits8", "reference": {"dataset": "digits8", "count": 100,
                                                         "statistics_hash": "aaaa"}}

@@ -11,7 +11,7 @@ import pytest
 from bench.config import load_suite
 from bench.runner import run_suite
 from bench.store import ResultStore
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 MANY_CELLS = TINY_SUITE.replace("steps = [2, 3]", "steps = [2, 3, 4, 5, 6, 7, 8, 9]").replace(
     "n_samples = 24", "n_samples = 48")

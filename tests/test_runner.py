@@ -7,7 +7,7 @@ from bench.store import ResultStore
 from methods import METHODS
 from methods.base import register_method
 from methods.ddpm import respaced_sigmas
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from bench.measure import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.ddim import sample_ddim
 from methods.ddpm import alpha_bar, respaced_sigmas, sample_ddpm
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 
 SHAPE = (1, 4, 4)
 GENERATORS = [("ddpm", {}), ("ddpm", {"variance": "large"}), ("ddim", {"eta": 1.0}),

@@ -12,7 +12,7 @@ from bench.metrics import load_extractor, reference_statistics
 from bench.quantize import to_uint8
 from bench.runner import run_suite
 from bench.store import ResultStore
-from tests.conftest import TINY_SUITE
+from tests.helpers import TINY_SUITE
 from tests.test_cli import one_line_error, run_cli
 
 

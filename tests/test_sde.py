@@ -6,7 +6,7 @@ import torch
 from bench.measure import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.sde import geometric_sigmas, langevin_step, sample_sde_euler_maruyama, sample_sde_pc
-from tests.conftest import GaussianDenoiser
+from tests.helpers import GaussianDenoiser
 
 SHAPE = (1, 4, 4)
 

@@ -23,7 +23,7 @@ def test_shards_are_disjoint_and_cover_the_suite(count):
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     """The tiny suite run whole, and as two shards merged."""
-    from tests.conftest import TINY_SUITE
+    from tests.helpers import TINY_SUITE
     root = tmp_path_factory.mktemp("shards")
     (root / "tiny.toml").write_text(TINY_SUITE)
     config = load_suite(str(root / "tiny.toml"))

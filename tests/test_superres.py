@@ -13,7 +13,7 @@ from bench.runner import run_suite
 from bench.store import ResultStore
 from bench.superres import check_scale, condition_of, downsample, from_uint8, lowres_of, upsample
 from methods import METHODS, PerSampleRNG
-from tests.conftest import TINY_SUITE, GaussianDenoiser, run_suite_text
+from tests.helpers import TINY_SUITE, GaussianDenoiser, run_suite_text
 
 SHAPE = (1, 4, 4)
 

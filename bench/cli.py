@@ -187,8 +187,8 @@ def cmd_ls(args) -> int:
             print(f"{name:24s} {RECIPES.origin(name)!s:12s} model={r.model} objective={r.objective} "
                   f"dataset={r.dataset or '(suite dataset)'} steps={r.budget.steps}")
     else:
-        from bench.config import SUITE_DIRS
-        for name in sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")}):
+        from bench.config import suite_names
+        for name in suite_names():
             print(name)
     return 0
 

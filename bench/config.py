@@ -95,6 +95,11 @@ def _check_type(value, default, where: str):
     return value
 
 
+def suite_names() -> list[str]:
+    """The suites `diffbench run NAME` finds, from every suites folder."""
+    return sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")})
+
+
 def find_suite(spec: str) -> Path:
     """A path to a TOML file, or a suite name looked up in ./suites then the repository's."""
     path = Path(spec)
@@ -106,7 +111,7 @@ def find_suite(spec: str) -> Path:
     for directory in SUITE_DIRS:
         if (directory / f"{spec}.toml").is_file():
             return directory / f"{spec}.toml"
-    known = sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")})
+    known = suite_names()
     raise DiffbenchError(f"unknown suite {spec!r}; valid names: {', '.join(known) or '(none)'} "
                          "(or give a path to a .toml file)")
 
@@ -166,13 +171,11 @@ def _table(value, what, where) -> dict:
 
 
 def _resolve_dataset(spec: str, suite_path: Path) -> str:
+    """A registered dataset name, or a folder / .npz file (relative to the suite file first)."""
     if spec in DATASETS:
         return spec
-    candidate = Path(spec).expanduser()
-    if not candidate.is_absolute() and (suite_path.parent / candidate).exists():
-        candidate = suite_path.parent / candidate
-    if candidate.exists():
-        return str(candidate.resolve())
+    if spec and Path(_resolve_file(spec, suite_path)).exists():
+        return _resolve_file(spec, suite_path)
     raise DiffbenchError(f"{suite_path}: unknown dataset {spec!r}; valid names: "
                          f"{', '.join(DATASETS)}; or give a folder of images or an .npz file")
 

@@ -77,13 +77,18 @@ def resolved_config(config: SuiteConfig, models: dict[str, LoadedModel]) -> dict
     data["cells"] = [{"method": c.method, "steps": c.steps,
                       "hparams": METHODS.get(c.method).resolve_hparams(dict(c.hparams))}
                      for c in config.cells]
-    data["models"] = {kind: {"recipe": m.name, "cache_key": m.meta["cache_key"],
-                             "checkpoint_sha256": m.checkpoint_sha256,
+    data["models"] = {kind: {**model_identity(m),
                              **({"network": m.meta["network"], "budget": m.meta["budget"]}
                                 if m.recipe else {"external": m.meta["external"]})}
                       for kind, m in models.items()}
     data["plugin_sources"] = loaded_sources()
     return data
+
+
+def model_identity(model: LoadedModel) -> dict:
+    """How a row and the resolved config name a model: recipe (or source), cache key, weights hash."""
+    return {"recipe": model.name, "cache_key": model.meta["cache_key"],
+            "checkpoint_sha256": model.checkpoint_sha256}
 
 
 def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedModel]:
@@ -308,9 +313,7 @@ def base_row(ctx, cell, key, method, hparams, model) -> dict:
     checkpoint = model and model.checkpoint_sha256
     return new_row(
         suite=config.name, cell_key=key, method=method, steps=cell.steps, hparams=hparams,
-        label=cell.label, model=model and {"recipe": model.name,
-                                           "cache_key": model.meta["cache_key"],
-                                           "checkpoint_sha256": checkpoint},
+        label=cell.label, model=model and model_identity(model),
         num_parameters=model.num_parameters if model else 0, dataset=dataset,
         n_samples=config.n_samples, seed=config.seed, batch_size=config.batch_size,
         protocol=protocol, protocol_fingerprint=protocol_fingerprint(protocol),

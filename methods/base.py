@@ -213,3 +213,23 @@ def register_method(**fields) -> Method:
     method = Method(**fields)
     METHODS.register(method.name, method)
     return method
+
+
+def register_variant(base_name: str, *, suffix: str, model: str, scale: str, limit: tuple,
+                     wrap: Callable, note: str, **fields) -> Method:
+    """`<base><suffix>`: the base method with its denoiser wrapped by `wrap(denoiser, value of
+    the hyper-parameter `scale`, cond)` (a guidance), on `model`; everything else as the base."""
+    base = METHODS.get(base_name)
+
+    def sampler(denoiser, x, sigmas, *, rng, cond=None, callback=None, **hparams):
+        value = hparams.pop(scale, 1.0)
+        return base.sampler(wrap(denoiser, value, cond), x, sigmas, rng=rng, cond=cond,
+                            callback=callback, **hparams)
+    sampler.__doc__ = f"{base.sampler.__doc__} With {note}."
+    sampler.__name__ = f"{base.sampler.__name__}_{suffix.strip('-')}"
+    return register_method(
+        name=f"{base.name}{suffix}", family=base.family, task=base.task, model=model,
+        sampler=sampler, schedule=base.schedule, defaults={**base.defaults, scale: 1.0},
+        version=base.version, expected_nfe=base.expected_nfe, max_steps=base.max_steps,
+        min_steps=base.min_steps, limits={**base.limits, scale: limit},
+        paper=f"{base.paper} + {note}", **fields)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, register_method
+from methods.base import METHODS, register_variant
 from methods.denoisers import inherit_sigma_range
 from methods.edm import P_MEAN, P_STD, SIGMA_DATA
 
@@ -90,32 +90,17 @@ class ClassifierGuidance(nn.Module):
         return denoised + self.guidance_scale * sigma ** 2 * self.gradient(x, sigma, labels)
 
 
-def classifier_guided(sampler):
-    """A sampler guided by the gradient the runner puts in cond['classifier_gradient']."""
-    def guided_sampler(denoiser, x, sigmas, *, rng, cond=None, callback=None, guidance_scale=1.0,
-                       **hparams):
-        if cond is None or cond.get("classifier_gradient") is None:
-            raise ValueError("classifier guidance needs a noise-aware classifier's gradient in "
-                             "cond['classifier_gradient']")
-        guided = ClassifierGuidance(denoiser, cond["classifier_gradient"], guidance_scale)
-        return sampler(guided, x, sigmas, rng=rng, cond=cond, callback=callback, **hparams)
-    guided_sampler.__doc__ = f"{sampler.__doc__} With classifier guidance (Dhariwal & Nichol 2021)."
-    guided_sampler.__name__ = f"{sampler.__name__}_cg"
-    return guided_sampler
-
-
-def register_classifier_guided(base_name: str) -> None:
-    """`<base>-cg`: the base method on its unconditional model, steered by the classifier."""
-    base = METHODS.get(base_name)
-    register_method(
-        name=f"{base.name}-cg", family=base.family, task=base.task, model=base.model,
-        sampler=classifier_guided(base.sampler), schedule=base.schedule,
-        defaults={**base.defaults, "guidance_scale": 1.0}, version=base.version,
-        expected_nfe=base.expected_nfe, max_steps=base.max_steps, min_steps=base.min_steps,
-        limits={**base.limits, "guidance_scale": (0.0, 1000.0)}, classifier=True,
-        paper=f"{base.paper} + classifier guidance (Dhariwal & Nichol 2021)")
+def classifier_guidance(denoiser, guidance_scale, cond):
+    """The guided denoiser, from the gradient the runner puts in cond['classifier_gradient']."""
+    if cond is None or cond.get("classifier_gradient") is None:
+        raise ValueError("classifier guidance needs a noise-aware classifier's gradient in "
+                         "cond['classifier_gradient']")
+    return ClassifierGuidance(denoiser, cond["classifier_gradient"], guidance_scale)
 
 
 for _name in ("ddpm", "ddim", "edm-heun", "edm-stochastic", "edm-euler-ancestral", "flow-euler",
               "flow-heun", "sde-euler-maruyama", "sde-pc"):
-    register_classifier_guided(_name)
+    # `<base>-cg`: the base method on its unconditional model, steered by the classifier
+    register_variant(_name, suffix="-cg", model=METHODS.get(_name).model, scale="guidance_scale",
+                     limit=(0.0, 1000.0), note="classifier guidance (Dhariwal & Nichol 2021)",
+                     wrap=classifier_guidance, classifier=True)

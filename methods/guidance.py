@@ -9,7 +9,7 @@ two network evaluations per sample and the NFE counter sees both.
 import torch
 from torch import nn
 
-from methods.base import METHODS, register_method
+from methods.base import METHODS, register_variant
 from methods.denoisers import inherit_sigma_range
 
 
@@ -35,29 +35,12 @@ class ClassifierFreeGuidance(nn.Module):
         return unconditional + self.cfg_scale * (conditional - unconditional)
 
 
-def guided(sampler):
-    """A sampler that applies classifier-free guidance to its denoiser."""
-    def guided_sampler(denoiser, x, sigmas, *, rng, cond=None, callback=None, cfg_scale=1.0, **hparams):
-        return sampler(ClassifierFreeGuidance(denoiser, cfg_scale), x, sigmas, rng=rng, cond=cond,
-                       callback=callback, **hparams)
-    guided_sampler.__doc__ = f"{sampler.__doc__} With classifier-free guidance (Ho & Salimans 2022)."
-    guided_sampler.__name__ = f"{sampler.__name__}_cfg"
-    return guided_sampler
-
-
-def register_guided(base_name: str) -> None:
-    """`<base>-cfg`: the base method on the class-conditional model `<model>-cond`, plus cfg_scale."""
-    base = METHODS.get(base_name)
-    register_method(
-        name=f"{base.name}-cfg", family=base.family, task=base.task, model=f"{base.model}-cond",
-        sampler=guided(base.sampler), schedule=base.schedule,
-        defaults={**base.defaults, "cfg_scale": 1.0}, version=base.version,
-        expected_nfe=base.expected_nfe, max_steps=base.max_steps,
-        limits={**base.limits, "cfg_scale": (0.0, 100.0)}, paper=f"{base.paper} + classifier-free guidance (Ho & Salimans 2022)")
-
-
-for _name in ("ddpm", "ddim", "edm-heun", "edm-stochastic", "edm-euler-ancestral", "flow-euler", "flow-heun"):
-    register_guided(_name)
+for _name in ("ddpm", "ddim", "edm-heun", "edm-stochastic", "edm-euler-ancestral", "flow-euler",
+              "flow-heun"):
+    # `<base>-cfg`: the base method on the class-conditional model `<model>-cond`, plus cfg_scale
+    register_variant(_name, suffix="-cfg", model=f"{METHODS.get(_name).model}-cond",
+                     scale="cfg_scale", limit=(0.0, 100.0), note="classifier-free guidance (Ho & Salimans 2022)",
+                     wrap=lambda denoiser, cfg_scale, cond: ClassifierFreeGuidance(denoiser, cfg_scale))
 
 
 def guidance_for(denoiser, cfg_scale: float, cond: dict | None):

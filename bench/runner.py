@@ -287,6 +287,8 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
     hparams = method.resolve_hparams(dict(cell.hparams))
     model = model_of(ctx, cell)
     row = base_row(ctx, cell, key, method, hparams, model)
+    if method.classifier:   # named in every row of the cell, failed ones too (it is in the key)
+        row["classifier"] = classifier_identity(ctx)
     try:
         row.update(sample_and_score(ctx, cell, method, hparams, model, key))
     except NonFiniteSamples as err:
@@ -539,6 +541,12 @@ def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, f
     }
 
 
+def classifier_identity(ctx) -> dict:
+    """The guiding classifier: name, weights hash, held-out accuracy by noise level."""
+    return {"name": ctx.classifier.name, "sha256": ctx.classifier.sha256,
+            "accuracy_by_sigma": ctx.classifier.accuracy_by_sigma}
+
+
 def guidance_record(ctx, records, timing: TimingSummary) -> dict:
     """The guiding classifier (name, weights hash, held-out accuracy by noise level) and what its
     gradients cost: evaluations per sample (not in NFE) and, on the CPU, their share of the
@@ -546,9 +554,7 @@ def guidance_record(ctx, records, timing: TimingSummary) -> dict:
     timed = [r for r in records if r.timed]
     share = (sum(r.guidance_seconds for r in timed) / sum(r.seconds for r in timed)
              if ctx.device.type == "cpu" and timed else None)
-    return {"name": ctx.classifier.name, "sha256": ctx.classifier.sha256,
-            "accuracy_by_sigma": ctx.classifier.accuracy_by_sigma,
-            "evaluations_per_sample": records[0].guidance_evaluations,
+    return {**classifier_identity(ctx), "evaluations_per_sample": records[0].guidance_evaluations,
             "time_share": share,
             "ms_per_image": share * timing.median * 1e3 if share is not None else None}
 

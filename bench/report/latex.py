@@ -1,8 +1,9 @@
 """tables.tex: paper-style tables (booktabs rules, value $\\pm$ uncertainty, best bold, second
 underlined), one per ranked group, and a "FID at NFE = k" pivot per generation group, in a
 document that compiles with a stock LaTeX install (article, booktabs, longtable, pdflscape,
-lmodern). Tables are never shrunk to fit: \\small at least, split across pages with their
-header repeated, landscape when too wide. Copy a longtable into a paper as it is.
+array, lmodern). Tables are never shrunk to fit: \\small at least, split across pages with their
+header repeated, landscape when too wide, text columns wrapped and the FID-at-NFE pivot split
+into column groups when even landscape is too narrow. Copy a longtable into a paper as it is.
 """
 import re
 
@@ -16,6 +17,8 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
                   "†": r"$^\dagger$"}
 PAPER_COLUMNS = ("nfe", "time_ms", "memory_mib")   # besides the quality metrics
 PORTRAIT_WIDTH_CM = 17.0     # A4 with 2 cm margins
+LANDSCAPE_WIDTH_CM = 23.0    # US letter turned, 2 cm margins (A4 gives 25.7)
+MIN_TEXT_CM = 2.5            # a wrapped text column is never narrower
 COMMANDS = re.compile(r"\\[a-zA-Z]+|[{}$]")
 
 
@@ -64,13 +67,59 @@ def text_width_cm(texts: list[str]) -> float:
     return 0.19 * max((len(COMMANDS.sub("", t)) for t in texts), default=0) + 0.4
 
 
+def text_spec(widths: list[float], room: float) -> str:
+    """Column specs of the text columns: left-aligned as they are when they fit `room`, else
+    wrapped paragraph columns sharing it in proportion to their natural widths."""
+    if sum(widths) <= room:
+        return "l" * len(widths)
+    share = max(room, MIN_TEXT_CM * len(widths)) / sum(widths)
+    return "".join(rf">{{\raggedright\arraybackslash}}p{{{max(MIN_TEXT_CM, w * share) - 0.4:.1f}cm}}"
+                   for w in widths)
+
+
+HEAD_CHARACTERS = 10          # a number column's header wraps here, so the numbers set its width
+
+
+def head_lines(head: str) -> list[str]:
+    """A number column's header broken at spaces into lines of about HEAD_CHARACTERS visible
+    characters."""
+    lines, line = [], ""
+    for word in head.split(" "):
+        if line and len(COMMANDS.sub("", f"{line} {word}")) > HEAD_CHARACTERS:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return lines + [line]
+
+
+def stacked(lines: list[str]) -> str:
+    """Header lines right-aligned on the column's bottom line."""
+    return lines[0] if len(lines) == 1 else r"\begin{tabular}[b]{@{}r@{}}" + r" \\ ".join(lines) + r"\end{tabular}"
+
+
+def nfe_chunks(names_cm: float, columns_cm: list[float]) -> list[slice]:
+    """Consecutive NFE columns in groups that fit a landscape page beside the name columns."""
+    room = LANDSCAPE_WIDTH_CM - min(names_cm, LANDSCAPE_WIDTH_CM / 2)
+    chunks, start, used = [], 0, 0.0
+    for index, width in enumerate(columns_cm):
+        if used + width > room and index > start:
+            chunks.append(slice(start, index))
+            start, used = index, 0.0
+        used += width
+    return chunks + [slice(start, len(columns_cm))]
+
+
 def long_table(heads: list[str], rows: list[list[str]], text_columns: int, title: str,
                note: str) -> list[str]:
     r"""A booktabs longtable in \small, split across pages with its header repeated; turned to
     landscape when its columns cannot fit the portrait text width (no shrinking to fit)."""
-    spec = "l" * text_columns + "r" * (len(heads) - text_columns)
-    width = sum(text_width_cm([h] + [r[i] for r in rows]) for i, h in enumerate(heads))
-    landscape = width > PORTRAIT_WIDTH_CM
+    lines = [[h] for h in heads[:text_columns]] + [head_lines(h) for h in heads[text_columns:]]
+    heads = [stacked(h) for h in lines]
+    widths = [text_width_cm(h + [r[i] for r in rows]) for i, h in enumerate(lines)]
+    landscape = sum(widths) > PORTRAIT_WIDTH_CM
+    spec = text_spec(widths[:text_columns], (LANDSCAPE_WIDTH_CM if landscape else PORTRAIT_WIDTH_CM)
+                     - sum(widths[text_columns:])) + "r" * (len(heads) - text_columns)
     head = " & ".join(heads) + r" \\"
     lines = [r"\begin{landscape}" if landscape else "", r"{\small", rf"\begin{{longtable}}{{{spec}}}",
              rf"\caption{{{title}}}\\", r"\toprule", head, r"\midrule", r"\endfirsthead",
@@ -98,14 +147,23 @@ def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
         return []
     rows = [[escape(name), escape(model)] + ["--" if cell is None else cell_text(cell) for cell in cells]
             for (name, model), cells in zip(names, grid)]
-    return long_table(["Method", "Model"] + [f"NFE {n}" for n in nfes], rows, 2,
-                      rf"FID at NFE $=k$. {caption(board, hardware)}", footnote(board))
+    heads = ["Method", "Model"] + [f"NFE {n}" for n in nfes]
+    widths = [text_width_cm([h] + [r[i] for r in rows]) for i, h in enumerate(heads)]
+    lines = []
+    for part in nfe_chunks(sum(widths[:2]), widths[2:]):
+        columns = [0, 1] + list(range(2, len(heads)))[part]
+        shown = [r for r in rows if any(r[i] != "--" for i in columns[2:])]
+        span = "" if part == slice(0, len(nfes)) else f" (NFE {nfes[part][0]} to {nfes[part][-1]})"
+        lines += long_table([heads[i] for i in columns], [[r[i] for i in columns] for r in shown], 2,
+                            rf"FID at NFE $=k${span}. {caption(board, hardware)}", footnote(board))
+    return lines
 
 
 def document(suite: str, boards: list[Board], hardware: str, notes: list[str]) -> str:
     lines = [r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
              r"\usepackage{lmodern}",   # scalable Type 1 fonts, not T1 bitmaps (Type 3)
              r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{pdflscape}",
+             r"\usepackage{array}",
              r"\usepackage{graphicx}", r"\usepackage[margin=2cm]{geometry}", r"\begin{document}",
              rf"\section*{{diffbench: {escape(suite)}}}", ""]
     lines += [escape(note) + "\n" for note in notes]

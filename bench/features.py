@@ -18,6 +18,7 @@ from torch_fidelity.utils import create_feature_extractor
 from bench.checkpoints import load_checkpoint, published_or_trained
 from bench.datasets import ImageDataset, load_dataset
 from bench.errors import DiffbenchError
+from bench.quantize import from_uint8
 from bench.training import TrainBudget, train
 
 LENET_FEATURES = ("fc1", "logits")
@@ -75,7 +76,7 @@ class LeNetExtractor(torch_fidelity.FeatureExtractorBase):
     def forward(self, x):
         if x.dtype != torch.uint8:
             raise TypeError("feature extractor expects uint8 images")
-        hidden, logits = self.net.features(x.float() / 127.5 - 1)
+        hidden, logits = self.net.features(from_uint8(x))
         wanted = {"fc1": hidden, "logits": logits}
         return tuple(wanted[name] for name in self.features_list)
 

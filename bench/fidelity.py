@@ -25,16 +25,23 @@ def fidelity_plane(pixels_uint8: torch.Tensor, crop: int) -> np.ndarray:
     return planes[:, crop:planes.shape[1] - crop, crop:planes.shape[2] - crop] if crop else planes
 
 
-def psnr_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop: int) -> np.ndarray:
+def psnr_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop: int,
+                   region: torch.Tensor | None = None) -> np.ndarray:
+    """PSNR of each image, over `region`'s pixels only when given (N x H x W, True = counted)."""
     from skimage.metrics import peak_signal_noise_ratio
-    return np.array([peak_signal_noise_ratio(t, o, data_range=255) for o, t in
-                     zip(fidelity_plane(output_uint8, crop), fidelity_plane(target_uint8, crop))])
+    outputs, targets = fidelity_plane(output_uint8, crop), fidelity_plane(target_uint8, crop)
+    where = _region(region, outputs)
+    with np.errstate(divide="ignore"):     # an unchanged image: PSNR inf, stored as a flag
+        return np.array([peak_signal_noise_ratio(t[w], o[w], data_range=255)
+                         for o, t, w in zip(outputs, targets, where)])
 
 
 SSIM_WINDOW = 11   # the Gaussian window of sigma 1.5 (Wang et al. 2004)
 
 
-def ssim_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop: int) -> np.ndarray:
+def ssim_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop: int,
+                   region: torch.Tensor | None = None) -> np.ndarray:
+    """SSIM of each image: the mean of its SSIM map, over `region`'s pixels when given."""
     from skimage.metrics import structural_similarity
     outputs, targets = fidelity_plane(output_uint8, crop), fidelity_plane(target_uint8, crop)
     side = min(outputs.shape[1:])
@@ -42,13 +49,28 @@ def ssim_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop:
         window = {"gaussian_weights": True, "sigma": 1.5}
     else:  # tiny images (tests on 8x8 digits): the largest uniform window that fits
         window = {"win_size": side if side % 2 else side - 1}
-    return np.array([structural_similarity(t, o, data_range=255, use_sample_covariance=False,
-                                           **window) for o, t in zip(outputs, targets)])
+    scores = [structural_similarity(t, o, data_range=255, use_sample_covariance=False, full=True,
+                                    **window) for o, t in zip(outputs, targets)]
+    if region is None:      # scikit-image's mean, which leaves out the window's half-width border
+        return np.array([mean for mean, _ in scores])
+    return np.array([ssim_map[w].mean() for (_, ssim_map), w in zip(scores, _region(region, outputs))])
+
+
+def _region(region: torch.Tensor | None, planes: np.ndarray) -> np.ndarray:
+    return np.ones(planes.shape, dtype=bool) if region is None else region.cpu().numpy()
+
+
+def known_error_per_image(output_uint8: torch.Tensor, input_uint8: torch.Tensor,
+                          known: torch.Tensor) -> np.ndarray:
+    """The largest |output - input| (grey levels, any channel) on each image's known pixels."""
+    difference = (output_uint8.int() - input_uint8.int()).abs().amax(1)
+    return np.array([float(d[k].max()) if k.any() else 0.0 for d, k in zip(difference, known)])
 
 
 def lr_mse_per_image(output_uint8: torch.Tensor, lowres: torch.Tensor, scale: int) -> np.ndarray:
     """Per image, MSE between the downsampled output and the LR input, both as [0, 1] pixels."""
-    from bench.superres import downsample, from_uint8
+    from bench.quantize import from_uint8
+    from bench.superres import downsample
     degraded = downsample(from_uint8(output_uint8), scale)
     return ((degraded - lowres) / 2).pow(2).flatten(1).mean(1).double().cpu().numpy()
 

@@ -3,8 +3,9 @@
 Every metric is registered with its direction. Feature-space metrics take the features of a
 registered extractor: FID (Frechet distance of feature Gaussians, `bench.statistics`), FID_inf,
 KID, precision/recall and the Inception Score come from torch-fidelity's own functions;
-`class_acc` is the domain classifier's accuracy on class-conditional samples. PSNR, SSIM and
-LR-consistency compare super-resolved images with their targets (`bench.fidelity`).
+`class_acc` is the domain classifier's accuracy on class-conditional samples. The per-image
+metrics (PSNR, SSIM, LR-consistency, inpainting's known-region error) compare each output with
+its task's target (`bench.tasks`, `bench.fidelity`).
 Reference features and statistics are cached by dataset hash, split, extractor and its weights.
 """
 import dataclasses
@@ -33,6 +34,7 @@ class Metric:
     higher_is_better: bool
     description: str
     needs: str = "statistics"   # what of the samples it needs: statistics | features | logits | pixels
+    aggregate: str = "mean"     # a per-image ("pixels") metric over images: mean (with its error) | max
 
 
 METRICS: Registry[Metric] = Registry("metric")
@@ -50,13 +52,16 @@ for _metric in (
                "logits"),
         Metric("class_acc", True, "domain classifier's accuracy on samples vs requested labels",
                "logits"),
-        Metric("psnr", True, "PSNR (dB) of the SR output against the HR image", "pixels"),
-        Metric("ssim", True, "SSIM (Wang et al. 2004) against the HR image", "pixels"),
+        Metric("psnr", True, "PSNR (dB) against the task's target: the HR image (super-resolution), "
+               "the guide (img2img), the original's hole (inpainting)", "pixels"),
+        Metric("ssim", True, "SSIM (Wang et al. 2004) against the same target as PSNR", "pixels"),
         Metric("lr_mse", False, "LR-consistency: MSE between the downsampled SR output and the "
-               "LR input, pixels in [0, 1]", "pixels")):
+               "LR input, pixels in [0, 1]", "pixels"),
+        Metric("known_error", False, "inpainting: the largest change (grey levels) to a known "
+               "pixel over every image; 0 when the known region is kept", "pixels", "max")):
     METRICS.register(_metric.name, _metric)
 
-SUPERRES_METRICS = ("psnr", "ssim", "lr_mse")
+PIXEL_METRICS = tuple(name for name in METRICS if METRICS.get(name).needs == "pixels")
 
 # Settings of the feature metrics; stored in the protocol of every row that reports them.
 FID_BLOCKS = 3                    # disjoint seed blocks for FID's spread (EDM's three runs)

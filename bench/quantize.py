@@ -13,3 +13,8 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
         bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
         raise NonFiniteSamples(f"{bad} of {x.shape[0]} samples contain NaN or inf")
     return ((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels back to [-1, 1] (exact: to_uint8 recovers them)."""
+    return pixels.float() / 127.5 - 1

@@ -16,12 +16,11 @@ import torch
 
 from bench.classifier import LoadedClassifier, load_classifier
 from bench.config import CellSpec, SuiteConfig
-from bench.datasets import load_dataset
+from bench.datasets import ImageDataset, load_dataset
 from bench.measure import (CompileGuard, CountingDenoiser, CountingGradient, PeakMemory, Stopwatch,
                            TimingSummary, median_forward_seconds)
 from bench.profiling import ProfiledDenoiser, profile_sampling
-from bench.fidelity import fidelity_convention
-from bench.metrics import (METRICS, SUPERRES_METRICS, check_metrics_available, fid_protocol,
+from bench.metrics import (METRICS, PIXEL_METRICS, check_metrics_available, fid_protocol,
                            load_extractor, protocol_fingerprint, reference_features,
                            reference_statistics, statistics_file_protocol, stored_metric)
 from bench.paths import cache_dir, ensure_writable
@@ -30,14 +29,14 @@ from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
 from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
-from bench.errors import DiffbenchError, StorageError
+from bench.errors import StorageError
 from bench.samples import save_grid
 from bench.stored_features import save_cell_features, save_reference
 from bench.scoring import BatchScores, CellScorer, Reference
 from bench.rows import new_row
 from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
-from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of, side_by_side
-from methods import METHODS, PerSampleRNG
+from bench.tasks import Task, TaskInputs, task_of
+from methods import METHODS, Method, PerSampleRNG
 from methods.classifier_guidance import log_prob_gradient
 
 log = logging.getLogger("diffbench")
@@ -49,9 +48,9 @@ class SuiteContext:
     store: ResultStore
     device: torch.device
     extractor: object
-    references: dict[str, Reference]  # task -> what its samples are compared with
-    protocols: dict[str, dict]      # task -> metric protocol
-    stored_references: dict[str, dict]  # task -> its reference stored beside the rows
+    references: dict[str, Reference]  # task key -> what its samples are compared with
+    protocols: dict[str, dict]      # task key -> metric protocol
+    stored_references: dict[str, dict]  # task key -> its reference stored beside the rows
     models: dict[str, LoadedModel]
     provenance: dict
     classifier: LoadedClassifier | None = None   # for classifier-guided cells
@@ -114,65 +113,54 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
                                    config.inception_weights or None)
         check_metrics_available(config.metrics, extractor, config.path)
         references, protocols, stored = {}, {}, {}
-        for task in sorted({METHODS.get(c.method).task for c in config.cells}):
-            references[task], protocols[task] = task_protocol(config, extractor, task)
+        tasks = {task.key: task for task in (task_of(METHODS.get(c.method), c) for c in config.cells)}
+        for key, task in sorted(tasks.items()):
+            references[key], protocols[key] = task_protocol(config, extractor, task)
         models = load_models(config, device)
         guided = any(METHODS.get(c.method).classifier for c in config.cells)
         classifier = load_classifier(config.dataset, str(device)) if guided else None
     if is_main():
         store.write_config(resolved_config(config, models))
-        stored = {task: store_reference(config, extractor, task, references[task], protocols[task],
-                                        store.directory) for task in references}
+        stored = {key: store_reference(config, extractor, tasks[key], references[key], protocols[key],
+                                       store.directory) for key in references}
     return SuiteContext(config, store, device, extractor, references, protocols, stored, models,
                         provenance(device), classifier)
 
 
-def store_reference(config, extractor, task: str, reference: Reference, protocol: dict,
+def store_reference(config, extractor, task: Task, reference: Reference, protocol: dict,
                     directory: Path) -> dict:
     """The task's reference beside the rows, for paired comparisons: its features when it has
     fewer images than feature dimensions (and comes from a dataset split), else its statistics."""
     features = None
-    if not (task == "generate" and config.reference_stats) and reference.count < len(reference.stats["mu"]):
-        split = config.reference_split if task == "generate" else "test"
-        features = reference_features(extractor, config.dataset, split).numpy()
+    if not (task.name != "superres" and config.reference_stats) and reference.count < len(reference.stats["mu"]):
+        features = reference_features(extractor, config.dataset, task.reference_split(config)).numpy()
     return save_reference(directory, protocol_fingerprint(protocol), reference.stats, features)
 
 
-def task_metrics(config: SuiteConfig, task: str) -> tuple[str, ...]:
-    """The suite's metrics that apply to a task: PSNR, SSIM and LR-consistency only to
-    super-resolution (where they are always computed), FID always."""
-    chosen = {"fid", *config.metrics} - set(SUPERRES_METRICS)
-    if task == "superres":
-        chosen |= set(SUPERRES_METRICS)
-    return tuple(sorted(chosen))
+def task_metrics(config: SuiteConfig, task: Task) -> tuple[str, ...]:
+    """The suite's metrics that apply to a task: FID always, the per-image ones (PSNR, SSIM, ...)
+    as the task defines them (always computed where they apply, never elsewhere)."""
+    return tuple(sorted(({"fid", *config.metrics} - set(PIXEL_METRICS)) | set(task.metrics())))
 
 
-def task_protocol(config: SuiteConfig, extractor, task: str) -> tuple[Reference, dict]:
-    """Reference and metric protocol of a task. Generation compares with the suite's
-    reference split; super-resolution super-resolves the first n_samples test images and
-    compares with the whole test split."""
+def task_protocol(config: SuiteConfig, extractor, task: Task) -> tuple[Reference, dict]:
+    """Reference and metric protocol of a task: generation, img2img and inpainting compare with
+    the suite's reference split (or its reference_stats); super-resolution with the whole test
+    split. The tasks with inputs take them from the first n_samples test images."""
     dataset = load_dataset(config.dataset)
-    if task == "superres":
-        check_scale(dataset.shape, config.superres_scale, config.path)
-        if config.n_samples > len(dataset.test_index):
-            raise DiffbenchError(f"{config.path}: n_samples {config.n_samples} exceeds the "
-                                 f"{len(dataset.test_index)} test images super-resolution runs on; "
-                                 "lower n_samples")
-    split = config.reference_split if task == "generate" else "test"
+    task.check(config, dataset)
     metrics = task_metrics(config, task)
-    if task == "generate" and config.reference_stats:
-        return statistics_file_reference(config, extractor, metrics)
+    if task.name != "superres" and config.reference_stats:
+        reference, protocol = statistics_file_reference(config, extractor, metrics)
+        return reference, {**protocol, **task.protocol(config, dataset)}
+    split = task.reference_split(config)
     stats, count = reference_statistics(extractor, config.dataset, split)
     needs_features = any(METRICS.get(m).needs == "features" for m in metrics)
     reference = Reference(stats, count, reference_features(extractor, config.dataset, split)
                           if needs_features else None)
     protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples,
                             metrics)
-    if task == "superres":
-        protocol["superres"] = {"scale": config.superres_scale, "degradation": DEGRADATION,
-                                "inputs": "test split, first n_samples",
-                                "fidelity": fidelity_convention(dataset.shape[0], config.superres_scale)}
-    return reference, protocol
+    return reference, {**protocol, **task.protocol(config, dataset)}
 
 
 def statistics_file_reference(config: SuiteConfig, extractor, metrics) -> tuple[Reference, dict]:
@@ -189,19 +177,54 @@ def model_of(ctx: SuiteContext, cell: CellSpec) -> LoadedModel | None:
     return None if kind is None else ctx.models[kind]
 
 
+@dataclasses.dataclass(frozen=True)
+class CellRun:
+    """One cell as it runs: the suite's context, the cell, its method with resolved
+    hyper-parameters, its model (None for a method without a network), its task and the
+    dataset its inputs and shapes come from."""
+    ctx: SuiteContext
+    cell: CellSpec
+    method: Method
+    hparams: dict
+    model: LoadedModel | None
+    task: Task
+    dataset: ImageDataset
+
+    @classmethod
+    def of(cls, ctx: SuiteContext, cell: CellSpec) -> "CellRun":
+        method = METHODS.get(cell.method)
+        return cls(ctx, cell, method, method.resolve_hparams(dict(cell.hparams)), model_of(ctx, cell),
+                   task_of(method, cell), load_dataset(ctx.config.dataset))
+
+    @property
+    def config(self) -> SuiteConfig:
+        return self.ctx.config
+
+    @property
+    def protocol(self) -> dict:
+        return self.ctx.protocols[self.task.key]
+
+    @property
+    def key(self) -> str:
+        """The cell key: a hash of everything that decides the cell's row."""
+        model, method, config = self.model, self.method, self.config
+        identity = {"method": method.name, "version": method.version, "steps": self.cell.steps,
+                    "hparams": self.hparams, "checkpoint_sha256": model and model.checkpoint_sha256,
+                    **({"model_key": model.meta["cache_key"]} if model and not model.recipe else {}),
+                    **({"classifier_sha256": self.ctx.classifier.sha256} if method.classifier else {}),
+                    "dataset_hash": self.dataset.content_hash,
+                    "n_samples": config.n_samples, "seed": config.seed,
+                    "batch_size": config.batch_size, "device": str(self.ctx.device),
+                    "protocol": protocol_fingerprint(self.protocol)}
+        return identity_key(identity)
+
+    def inputs(self, indices) -> TaskInputs | None:
+        """What samples `indices` start from (None for generation)."""
+        return self.task.inputs(self.config, self.dataset, indices)
+
+
 def cell_key(ctx: SuiteContext, cell: CellSpec) -> str:
-    method = METHODS.get(cell.method)
-    model = model_of(ctx, cell)
-    identity = {"method": method.name, "version": method.version, "steps": cell.steps,
-                "hparams": method.resolve_hparams(dict(cell.hparams)),
-                "checkpoint_sha256": model and model.checkpoint_sha256,
-                **({"model_key": model.meta["cache_key"]} if model and not model.recipe else {}),
-                **({"classifier_sha256": ctx.classifier.sha256} if method.classifier else {}),
-                "dataset_hash": load_dataset(ctx.config.dataset).content_hash,
-                "n_samples": ctx.config.n_samples, "seed": ctx.config.seed,
-                "batch_size": ctx.config.batch_size, "device": str(ctx.device),
-                "protocol": protocol_fingerprint(ctx.protocols[method.task])}
-    return identity_key(identity)
+    return CellRun.of(ctx, cell).key
 
 
 def identity_key(identity: dict) -> str:
@@ -283,14 +306,12 @@ def summarise(row: dict) -> str:
 
 
 def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
-    method = METHODS.get(cell.method)
-    hparams = method.resolve_hparams(dict(cell.hparams))
-    model = model_of(ctx, cell)
-    row = base_row(ctx, cell, key, method, hparams, model)
-    if method.classifier:   # named in every row of the cell, failed ones too (it is in the key)
+    run = CellRun.of(ctx, cell)
+    row = base_row(run, key)
+    if run.method.classifier:   # named in every row of the cell, failed ones too (it is in the key)
         row["classifier"] = classifier_identity(ctx)
     try:
-        row.update(sample_and_score(ctx, cell, method, hparams, model, key))
+        row.update(sample_and_score(run, key))
     except NonFiniteSamples as err:
         row.update(status="nonfinite", message=str(err))
     except BatchFailed as err:
@@ -308,17 +329,15 @@ def error_message(err: Exception) -> str:
     return f"{type(err).__name__}: {err}".splitlines()[0][:500]
 
 
-def base_row(ctx, cell, key, method, hparams, model) -> dict:
-    config = ctx.config
-    dataset = load_dataset(config.dataset)
-    protocol = ctx.protocols[method.task]
+def base_row(run: CellRun, key: str) -> dict:
+    ctx, config, dataset, model = run.ctx, run.config, run.dataset, run.model
     checkpoint = model and model.checkpoint_sha256
     return new_row(
-        suite=config.name, cell_key=key, method=method, steps=cell.steps, hparams=hparams,
-        label=cell.label, model=model and model_identity(model),
+        suite=config.name, cell_key=key, method=run.method, steps=run.cell.steps,
+        hparams=run.hparams, label=run.cell.label, model=model and model_identity(model),
         num_parameters=model.num_parameters if model else 0, dataset=dataset,
         n_samples=config.n_samples, seed=config.seed, batch_size=config.batch_size,
-        protocol=protocol, protocol_fingerprint=protocol_fingerprint(protocol),
+        protocol=run.protocol, protocol_fingerprint=protocol_fingerprint(run.protocol),
         provenance={**ctx.provenance, "dataset_hash": dataset.content_hash,
                     "checkpoint_sha256": checkpoint, "extractor": ctx.extractor.name,
                     "extractor_weights_sha256": ctx.extractor.weights_sha256,
@@ -332,48 +351,41 @@ def class_labels(model: LoadedModel | None, indices) -> torch.Tensor | None:
     return torch.tensor([i % classes for i in indices]) if classes else None
 
 
-def superres_inputs(ctx, indices) -> tuple[torch.Tensor, torch.Tensor]:
-    """HR test images `indices` and their LR inputs."""
-    highres, _ = load_dataset(ctx.config.dataset).split("test")
-    highres = highres[list(indices)]
-    return highres, lowres_of(highres, ctx.config.superres_scale)
-
-
-def requested_labels(ctx, method, model, indices) -> torch.Tensor | None:
+def requested_labels(run: CellRun, indices) -> torch.Tensor | None:
     """The classes a cell asks for: i mod K, K the classifier's classes for a classifier-guided
     cell (its model is unconditional), else the class-conditional model's."""
-    if method.classifier:
-        return torch.tensor([i % ctx.classifier.module.num_classes for i in indices])
-    return class_labels(model, indices)
+    if run.method.classifier:
+        return torch.tensor([i % run.ctx.classifier.module.num_classes for i in indices])
+    return class_labels(run.model, indices)
 
 
-def conditioning(ctx, method, model, indices, gradient=None) -> dict | None:
-    """What the sampler is conditioned on: class labels, the classifier's gradient and/or the
-    upsampled LR image."""
-    cond = {}
-    labels = requested_labels(ctx, method, model, indices)
+def conditioning(run: CellRun, indices, inputs: TaskInputs | None, gradient=None) -> dict | None:
+    """What the sampler is conditioned on: class labels, the classifier's gradient and the
+    task's inputs (the upsampled LR image, the image to edit, the mask)."""
+    cond, device = {}, run.ctx.device
+    labels = requested_labels(run, indices)
     if gradient is not None:
-        cond.update(labels=labels.to(ctx.device), classifier_gradient=gradient)
+        cond.update(labels=labels.to(device), classifier_gradient=gradient)
     elif labels is not None:
-        cond.update(labels=labels.to(ctx.device), null_label=model.num_classes)
-    if method.task == "superres":
-        _, lowres = superres_inputs(ctx, indices)
-        cond["lowres"] = condition_of(lowres, ctx.config.superres_scale).to(ctx.device)
+        cond.update(labels=labels.to(device), null_label=run.model.num_classes)
+    if inputs is not None:
+        cond.update({name: value.to(device) for name, value in inputs.cond.items()})
     return cond or None
 
 
-def generate(ctx, method, hparams, model, steps, indices, wrap=lambda d: d,
+def generate(run: CellRun, indices, inputs: TaskInputs | None, wrap=lambda d: d,
              timed: bool = False) -> tuple[torch.Tensor, float, CountingDenoiser]:
     """One batch: samples for `indices`, its wall-clock seconds, and the counted denoiser.
     `wrap` wraps the denoiser (the profiler's ranges); a timed batch that compiles fails."""
+    ctx, method, model = run.ctx, run.method, run.model
     counter = CountingDenoiser(wrap(model.denoiser) if model else None)
     if method.classifier:
         counter.gradient = CountingGradient(functools.partial(log_prob_gradient, ctx.classifier.module))
-    rng = PerSampleRNG(ctx.config.seed, indices, ctx.device)
-    latents = rng.randn(load_dataset(ctx.config.dataset).shape)
-    cond = conditioning(ctx, method, model, indices, counter.gradient)
+    rng = PerSampleRNG(run.config.seed, indices, ctx.device)
+    latents = rng.randn(run.dataset.shape)
+    cond = conditioning(run, indices, inputs, counter.gradient)
     with CompileGuard() if timed else contextlib.nullcontext(), Stopwatch(ctx.device) as watch:
-        x = method.sample(counter, latents, steps, rng=rng, cond=cond, **hparams)
+        x = method.sample(counter, latents, run.cell.steps, rng=rng, cond=cond, **run.hparams)
     return x, watch.seconds, counter
 
 
@@ -395,25 +407,22 @@ def overhead(model, counter: CountingDenoiser, batch_seconds: float, in_situ: li
             "rows_per_call": counter.evaluations // counter.calls, "batch_seconds": batch_seconds}
 
 
-def profile_cell(ctx, method, hparams, model, steps) -> dict:
+def profile_cell(run: CellRun) -> dict:
     """The profiler's breakdown of one extra full batch (see bench.profiling)."""
-    indices = range(ctx.config.batch_size)
-    return profile_sampling(
-        lambda: generate(ctx, method, hparams, model, steps, indices, wrap=ProfiledDenoiser),
-        ctx.device, len(indices))
+    indices = range(run.config.batch_size)
+    inputs = run.inputs(indices)
+    return profile_sampling(lambda: generate(run, indices, inputs, wrap=ProfiledDenoiser),
+                            run.ctx.device, len(indices))
 
 
-def scorer_for(ctx, method) -> CellScorer:
-    return CellScorer(ctx.extractor, ctx.references[method.task],
-                      task_metrics(ctx.config, method.task), ctx.config.n_samples,
-                      ctx.config.superres_scale if method.task == "superres" else None)
+def scorer_for(run: CellRun) -> CellScorer:
+    return CellScorer(run.ctx.extractor, run.ctx.references[run.task.key],
+                      task_metrics(run.config, run.task), run.config.n_samples)
 
 
-def measure_batch(ctx, scorer: CellScorer, method, model, pixels, indices) -> BatchScores:
-    labels = requested_labels(ctx, method, model, indices)
-    if method.task == "superres":
-        return scorer.measure(pixels, labels, *superres_inputs(ctx, indices))
-    return scorer.measure(pixels, labels)
+def measure_batch(run: CellRun, scorer: CellScorer, pixels, indices, inputs) -> BatchScores:
+    per_image = run.task.per_image(pixels, inputs, run.config.superres_scale) if inputs else None
+    return scorer.measure(pixels, requested_labels(run, indices), per_image)
 
 
 class BatchFailed(Exception):
@@ -437,61 +446,70 @@ class BatchOutcome:
     nonfinite: bool = False
 
 
-def run_batch(ctx, cell, method, hparams, model, scorer, number: int, local_number: int):
+def run_batch(run: CellRun, scorer, number: int, local_number: int):
     """Batch `number` (sample indices number x batch_size on): its outcome, and the counted
     denoiser when it ran. Full batches after this process's warm-up ones are timed: one shape,
     compiled and autotuned before."""
-    config = ctx.config
+    config = run.config
     start = number * config.batch_size
     indices = range(start, min(start + config.batch_size, config.n_samples))
     timed = local_number >= config.warmup_batches and len(indices) == config.batch_size
     try:
-        x, seconds, counter = generate(ctx, method, hparams, model, cell.steps, indices, timed=timed)
+        inputs = run.inputs(indices)
+        x, seconds, counter = generate(run, indices, inputs, timed=timed)
         pixels = to_uint8(x).cpu()
-        scores = measure_batch(ctx, scorer, method, model, pixels, indices).cpu()
+        scores = measure_batch(run, scorer, pixels, indices, inputs).cpu()
     except NonFiniteSamples as err:
         return BatchOutcome(number, error=str(err), nonfinite=True), None
     except Exception as err:  # reported in the row; the suite goes on
         log.debug("batch %d failed:\n%s", number, traceback.format_exc())
         return BatchOutcome(number, error=error_message(err)), None
     gradient = counter.gradient
-    return BatchOutcome(number, scores, grid_part(ctx, method, pixels, indices), seconds,
+    return BatchOutcome(number, scores, grid_part(run, pixels, indices, inputs), seconds,
                         len(indices), timed, counter.nfe(len(indices)),
                         seconds / counter.seconds_inside if counter.seconds_inside else None,
                         gradient and gradient.evaluations / len(indices),
                         gradient and gradient.seconds_inside), counter
 
 
-SR_PER_LINE = 4     # super-resolution grids: LR | output | HR triplets, four a line
+PER_LINE = 4     # grids of a task with inputs: input | output | original triplets, four a line
 
 
-def grid_part(ctx, method, pixels, indices) -> torch.Tensor:
+def grid_part(run: CellRun, pixels, indices, inputs: TaskInputs | None) -> torch.Tensor:
     """This batch's share of the cell's sample grid: its first samples while the grid is not
-    full; for super-resolution each as LR input | output | HR (a quarter as many samples)."""
-    start = indices[0]
-    if method.task != "superres":
-        return pixels[:max(0, ctx.config.grid_size - start)]
-    keep = indices[:max(0, ctx.config.grid_size // 4 - start)]
-    if not keep:
-        return pixels[:0]
-    highres, lowres = superres_inputs(ctx, keep)
-    return side_by_side(lowres, pixels[:len(keep)], highres)
+    full; for a task with inputs each as input | output | original (a quarter as many samples)."""
+    start, size = indices[0], run.config.grid_size
+    if inputs is None:
+        return pixels[:max(0, size - start)]
+    keep = max(0, size // 4 - start)
+    triplets = [run.task.shown(inputs)[:keep], pixels[:keep], to_uint8(inputs.original[:keep])]
+    return torch.stack(triplets, 1).flatten(0, 1)
 
 
-def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
+@dataclasses.dataclass
+class SampledCell:
+    """Every batch of a cell, sampled and scored (rank 0 holds the scores)."""
+    records: list[BatchOutcome]
+    scores: dict
+    features: object
+    timed_counter: CountingDenoiser | None
+    memory: PeakMemory
+    peaks: list
+
+
+def sample_and_score(run: CellRun, key: str) -> dict:
     """Samples the cell batch by batch, scoring each batch as it comes (memory does not grow
     with n_samples); peak memory covers both, timing only the sampler. Under torchrun the
     batches are dealt round-robin to the processes and rank 0 accumulates them in order (see
     bench.distributed); elsewhere this is one process taking every batch."""
-    config = ctx.config
+    config = run.config
     batches = -(-config.n_samples // config.batch_size)
-    scorer, records, failure, own_timed_counter = scorer_for(ctx, method), [], None, None
-    with PeakMemory(ctx.device) as memory:
+    scorer, records, failure, own_timed_counter = scorer_for(run), [], None, None
+    with PeakMemory(run.ctx.device) as memory:
         for local_number, first in enumerate(range(0, batches, world_size())):
             outcome = counter = None
             if first + rank() < batches:
-                outcome, counter = run_batch(ctx, cell, method, hparams, model, scorer,
-                                             first + rank(), local_number)
+                outcome, counter = run_batch(run, scorer, first + rank(), local_number)
                 own_timed_counter = counter if outcome.timed and counter else own_timed_counter
             for done in sorted(filter(None, gather_on_main(outcome) or []), key=lambda o: o.number):
                 failure = failure or (done if done.error else None)
@@ -505,38 +523,39 @@ def sample_and_score(ctx, cell, method, hparams, model, key) -> dict:
     peak = gather_on_main(memory.peak_bytes)
     if failure:
         raise (NonFiniteSamples if failure.nonfinite else BatchFailed)(failure.error)
-    return cell_measurements(ctx, cell, method, hparams, model, key, records, scores,
-                             scorer.features(), own_timed_counter, memory, peak) if is_main() else {}
+    if not is_main():
+        return {}
+    return cell_measurements(run, key, SampledCell(records, scores, scorer.features(),
+                                                   own_timed_counter, memory, peak))
 
 
-def cell_measurements(ctx, cell, method, hparams, model, key, records, scores, features,
-                      own_timed_counter, memory, peaks) -> dict:
+def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
     """The row's measured fields, from every batch's record (rank 0)."""
-    config = ctx.config
-    nfe = cell_nfe(method, cell.steps, records)
+    ctx, config, method, records = run.ctx, run.config, run.method, sampled.records
+    nfe = cell_nfe(method, run.cell.steps, records)
     timing = TimingSummary.of([r.seconds / r.images for r in records if r.timed])
     if timing is None:
         raise BatchFailed(f"no timed batch: with {world_size()} process(es), n_samples must cover "
                           f"warmup_batches + 1 batches per process")
     grid = save_grid(torch.cat([r.grid for r in records]), ctx.store.directory / "samples" / f"{key}.png",
-                     nrow=3 * SR_PER_LINE if method.task == "superres" else None)
+                     nrow=3 * PER_LINE if run.task.has_inputs else None)
     in_situ = [r.in_situ for r in records if r.timed]
+    peaks = [p for p in sampled.peaks if p is not None]
     return {
-        "overhead": own_timed_counter and overhead(model, own_timed_counter,
-                                                   timing.median * config.batch_size, in_situ, ctx.device),
-        "profile": profile_cell(ctx, method, hparams, model, cell.steps) if config.profile else None,
-        "nfe": nfe, "nfe_expected": method.planned_nfe(cell.steps, hparams),
-        "metrics": {name: stored_metric(name, *value) for name, value in scores.items()},
+        "overhead": sampled.timed_counter and overhead(
+            run.model, sampled.timed_counter, timing.median * config.batch_size, in_situ, ctx.device),
+        "profile": profile_cell(run) if config.profile else None,
+        "nfe": nfe, "nfe_expected": method.planned_nfe(run.cell.steps, run.hparams),
+        "metrics": {name: stored_metric(name, *value) for name, value in sampled.scores.items()},
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": world_size() / timing.median if timing.median > 0 else None,
         "world_size": world_size(),
-        "memory": {"kind": memory.kind, "peak_bytes": max(p for p in peaks if p is not None)
-                   if any(p is not None for p in peaks) else None,
-                   "reserved_bytes": memory.reserved_bytes, "region": "sampling and scoring"},
-        "flops_per_image": flops_per_image(ctx, method, model, nfe),
+        "memory": {"kind": sampled.memory.kind, "peak_bytes": max(peaks) if peaks else None,
+                   "reserved_bytes": sampled.memory.reserved_bytes, "region": "sampling and scoring"},
+        "flops_per_image": flops_per_image(run, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
-        "paired": {"features": save_cell_features(ctx.store.directory, key, features),
-                   "reference": ctx.stored_references[method.task]},
+        "paired": {"features": save_cell_features(ctx.store.directory, key, sampled.features),
+                   "reference": ctx.stored_references[run.task.key]},
         "classifier": guidance_record(ctx, records, timing) if method.classifier else None,
     }
 
@@ -573,13 +592,13 @@ def cell_nfe(method, steps: int, records) -> float:
     return int(nfe) if float(nfe).is_integer() else nfe
 
 
-def flops_per_image(ctx, method, model, nfe: float) -> int:
+def flops_per_image(run: CellRun, nfe: float) -> int:
     """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE."""
     from torch.utils.flop_counter import FlopCounterMode
-    if model is None or nfe == 0:
+    if run.model is None or nfe == 0:
         return 0
-    x = torch.zeros((1, *load_dataset(ctx.config.dataset).shape), device=ctx.device)
-    cond = {"lowres": torch.zeros_like(x)} if method.task == "superres" else None
+    device = run.ctx.device
+    x = torch.zeros((1, *run.dataset.shape), device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.denoiser(x, torch.tensor([1.0], device=ctx.device), cond)
+        run.model.denoiser(x, torch.tensor([1.0], device=device), run.task.flops_cond(x))
     return int(round(counter.get_total_flops() * nfe))

@@ -14,10 +14,8 @@ import numpy as np
 import torch
 
 from bench.features import Extractor
-from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
-from bench.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, SUPERRES_METRICS, extract,
+from bench.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METRICS, extract,
                            inception_score, kid, precision_recall)
-from bench.quantize import to_uint8
 from bench.statistics import Moments, extrapolate_to_infinity, frechet_distance, mean_with_error
 
 
@@ -62,11 +60,10 @@ class CellScorer:
     {metric name: (value, uncertainty or None)}."""
 
     def __init__(self, extractor: Extractor, reference: Reference, metrics, n_samples: int,
-                 superres_scale: int | None = None, store_features: bool = True):
+                 store_features: bool = True):
         self.store_features = store_features
         self.extractor, self.reference, self.n_samples = extractor, reference, n_samples
         self.metrics = set(metrics) | {"fid"}
-        self.scale = superres_scale
         self.total = self.block = None
         self.block_ends = block_ends(n_samples, FID_BLOCKS)
         self.prefix_counts = prefix_counts(n_samples) if "fid_infinity" in self.metrics else []
@@ -80,25 +77,21 @@ class CellScorer:
         return any(METRICS.get(name).needs == need for name in self.metrics)
 
     def add(self, pixels_uint8: torch.Tensor, labels: torch.Tensor | None = None,
-            highres: torch.Tensor | None = None, lowres: torch.Tensor | None = None) -> None:
-        self.accumulate(self.measure(pixels_uint8, labels, highres, lowres))
+            per_image: dict[str, np.ndarray] | None = None) -> None:
+        self.accumulate(self.measure(pixels_uint8, labels, per_image))
 
     def measure(self, pixels_uint8: torch.Tensor, labels: torch.Tensor | None = None,
-                highres: torch.Tensor | None = None, lowres: torch.Tensor | None = None) -> BatchScores:
-        """What one batch contributes; needs only the extractor, so any process can measure a
-        batch and the process holding the scorer accumulate it."""
+                per_image: dict[str, np.ndarray] | None = None) -> BatchScores:
+        """What one batch contributes (`per_image`: its task's per-image metrics); needs only
+        the extractor, so any process can measure a batch and the process holding the scorer
+        accumulate it."""
         layers = extract(self.extractor, pixels_uint8)
         logits = layers.get(self.extractor.logits_layer)
         scores = BatchScores(layers[self.extractor.feature_layer],
-                             logits if "isc" in self.metrics else None)
+                             logits if "isc" in self.metrics else None, per_image=per_image or {})
         if labels is not None and self.extractor.classifies_dataset:
             scores.correct = int((logits.argmax(1) == labels.cpu()).sum())
             scores.labelled = len(labels)
-        if highres is not None:
-            target = to_uint8(highres)
-            scores.per_image = {"psnr": psnr_per_image(pixels_uint8, target, self.scale),
-                                "ssim": ssim_per_image(pixels_uint8, target, self.scale),
-                                "lr_mse": lr_mse_per_image(pixels_uint8, lowres, self.scale)}
         return scores
 
     def accumulate(self, scores: BatchScores) -> None:
@@ -161,9 +154,11 @@ class CellScorer:
             results["isc"] = (mean, {"kind": "std_over_splits", "value": std})
         if self.labelled:
             results["class_acc"] = (self.correct / self.labelled, None)
-        for name in SUPERRES_METRICS:
+        for name in PIXEL_METRICS:
             if self.per_image[name]:
-                results[name] = mean_with_error(np.concatenate(self.per_image[name]))
+                values = np.concatenate(self.per_image[name])
+                results[name] = (mean_with_error(values) if METRICS.get(name).aggregate == "mean"
+                                 else (float(values.max()), None))
         return results
 
     def _fid_spread(self) -> dict | None:

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 from bench.errors import DiffbenchError
-from bench.quantize import to_uint8
+from bench.quantize import from_uint8, to_uint8
 
 DEGRADATION = "bicubic antialias downsample (torch), LR quantised to uint8; bicubic upsample"
 
@@ -30,10 +30,6 @@ def upsample(lowres: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(lowres, size=size, mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
-def from_uint8(pixels: torch.Tensor) -> torch.Tensor:
-    return pixels.float() / 127.5 - 1
-
-
 def lowres_of(highres: torch.Tensor, scale: int) -> torch.Tensor:
     """The LR input for HR images in [-1, 1]: downsampled, then quantised like a stored image."""
     return from_uint8(to_uint8(downsample(highres, scale)))
@@ -42,11 +38,3 @@ def lowres_of(highres: torch.Tensor, scale: int) -> torch.Tensor:
 def condition_of(lowres: torch.Tensor, scale: int) -> torch.Tensor:
     """What a model is conditioned on: the LR image upsampled to HR size."""
     return upsample(lowres, (lowres.shape[-2] * scale, lowres.shape[-1] * scale))
-
-
-def side_by_side(lowres: torch.Tensor, output_uint8: torch.Tensor, highres: torch.Tensor) -> torch.Tensor:
-    """uint8 images for a grid, three per sample: the LR input (pixel-replicated to HR size), the
-    output, the HR ground truth."""
-    scale = highres.shape[-1] // lowres.shape[-1]
-    shown = to_uint8(lowres).repeat_interleave(scale, -2).repeat_interleave(scale, -1)
-    return torch.stack([shown, output_uint8, to_uint8(highres)], 1).flatten(0, 1)

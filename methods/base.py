@@ -10,7 +10,7 @@ import torch
 
 from bench.registry import Origin, Registry, validate_number
 
-TASKS = ("generate", "superres")
+TASKS = ("generate", "superres", "img2img", "inpaint")
 MAX_STEPS = 10_000   # any method: more steps than this is a typo, not an experiment
 
 
@@ -54,7 +54,8 @@ class Denoiser(Protocol):
     """D(x, sigma, cond) -> x0_hat for x = x0 + sigma * n (EDM's form; k-diffusion's
     `model(x, sigma, **extra_args)`). `sigma` is a scalar or one value per sample; `cond` is None
     or a dict that may hold "labels" (class indices, with "null_label" for the unconditional
-    one) and "lowres" (the upsampled low-resolution image). A network trained on a discrete
+    one), "lowres" (the upsampled low-resolution image) and, for the editing tasks, "source"
+    (the image to edit) and "mask" (1 where a pixel is known). A network trained on a discrete
     schedule also exposes its training noise levels as `sigmas` (ascending), which discrete-time
     samplers respace."""
     sigma_min: float

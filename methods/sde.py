@@ -63,7 +63,13 @@ def langevin_step(denoiser, x, sigma, snr: float, rng, cond):
 def sample_sde_pc(denoiser, x, sigmas, *, rng, cond=None, callback=None, snr=0.16,
                   corrector_steps=1):
     """Predictor-corrector sampling of the VE SDE (Song et al. 2021, Algorithm 2)."""
-    x = x * sigmas[0].to(x.dtype)
+    return predictor_corrector(denoiser, x * sigmas[0].to(x.dtype), sigmas, rng, cond, callback,
+                               snr, corrector_steps)
+
+
+def predictor_corrector(denoiser, x, sigmas, rng, cond=None, callback=None, snr=0.16,
+                        corrector_steps=1):
+    """Algorithm 2's loop from x at noise level sigmas[0] (already scaled) down to 0."""
     corrector_rng = rng.fork("corrector") if corrector_steps else None
     for i in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[i].to(x.dtype), sigmas[i + 1].to(x.dtype)

@@ -4,10 +4,9 @@ hole is N(RHO A, S^2 (1 - RHO^2))."""
 import pytest
 import torch
 
+from bench.measure import CountingDenoiser
 from methods import METHODS, PerSampleRNG
-from methods.edm import edm_schedule, sample_edm_heun
-from methods.editing import (repaint_path, sample_inpaint_replace, sample_repaint, sample_sdedit,
-                             sdedit_start)
+from methods.editing import repaint_nfe, repaint_path, sdedit_schedule, sdedit_sigma
 
 SHAPE = (1, 1, 2)
 S, RHO, A = 1.0, 0.9, 1.5
@@ -32,17 +31,22 @@ def denoiser():
     return CorrelatedGaussianDenoiser()
 
 
-def inpaint(sampler, denoiser, count=2000, steps=50, **hparams):
-    rng = PerSampleRNG(0, range(count))
+def run(name, denoiser, count, steps, cond, seed=0, **overrides):
+    method = METHODS.get(name)
+    rng = PerSampleRNG(seed, range(count))
+    return method.sample(denoiser, rng.randn(SHAPE), steps, rng=rng, cond=cond,
+                         **method.resolve_hparams(overrides))
+
+
+def inpaint(name, denoiser, count=2000, steps=50, **overrides):
     source = torch.tensor([A, -3.0]).reshape(1, *SHAPE).expand(count, *SHAPE)   # pixel 1 unknown
-    mask = torch.tensor([1.0, 0.0]).reshape(1, *SHAPE)
-    sigmas = edm_schedule(denoiser, steps)
-    return sampler(denoiser, rng.randn(SHAPE), sigmas, rng=rng, source=source, mask=mask, **hparams)
+    mask = torch.tensor([1.0, 0.0]).reshape(1, *SHAPE).expand(count, *SHAPE)
+    return run(name, denoiser, count, steps, {"source": source, "mask": mask}, **overrides)
 
 
-@pytest.mark.parametrize("sampler", [sample_inpaint_replace, sample_repaint])
-def test_inpainting_keeps_the_known_pixels_exactly(denoiser, sampler):
-    out = inpaint(sampler, denoiser, count=50)
+@pytest.mark.parametrize("name", ["inpaint-replace", "repaint"])
+def test_inpainting_keeps_the_known_pixels_exactly(denoiser, name):
+    out = inpaint(name, denoiser, count=50, steps=20)
     assert torch.equal(out[:, 0, 0, 0], torch.full((50,), A))
 
 
@@ -52,8 +56,8 @@ def test_resampling_brings_the_hole_near_its_conditional_where_replacement_fails
     against 0.44. RePaint's resampling (jump 5, 10 samples) harmonises: mean 1.29, std 0.41; 20
     samples 1.31. It approaches the conditional without reaching it (no jumps in the last
     `jump_length` steps), so the test asks for a fifth of replacement's error, not zero."""
-    replaced = inpaint(sample_inpaint_replace, denoiser)[:, 0, 0, 1]
-    resampled = inpaint(sample_repaint, denoiser, jump_length=5, jump_n_sample=10)[:, 0, 0, 1]
+    replaced = inpaint("inpaint-replace", denoiser)[:, 0, 0, 1]
+    resampled = inpaint("repaint", denoiser, jump_length=5, jump_n_sample=10)[:, 0, 0, 1]
     exact_mean, exact_std = RHO * A, S * (1 - RHO ** 2) ** 0.5
     assert abs(float(replaced.mean()) - exact_mean) > 0.3
     assert abs(float(resampled.mean()) - exact_mean) < 0.2 * abs(float(replaced.mean()) - exact_mean)
@@ -69,30 +73,54 @@ def test_the_repaint_schedule_jumps_back_jump_n_sample_minus_one_times_per_point
     assert repaint_path(6, 2, 1) == list(range(7))
 
 
-def run_sdedit(denoiser, strength, steps=20):
-    rng = PerSampleRNG(3, range(8))
-    source = PerSampleRNG(9, range(8)).randn(SHAPE)
-    sigmas = edm_schedule(denoiser, steps)
-    return sample_sdedit(sample_edm_heun, denoiser, rng.randn(SHAPE), sigmas, rng=rng,
-                         source=source, strength=strength), source
+@pytest.mark.parametrize("name, steps, overrides", [
+    ("repaint", 20, {"jump_length": 5, "jump_n_sample": 3}), ("repaint", 7, {}),
+    ("inpaint-replace", 12, {}), ("sdedit", 9, {}), ("sdedit", 9, {"solver": "heun"}),
+    ("sdedit", 9, {"strength": 0.0})])
+def test_planned_nfe_is_what_the_sampler_evaluates(denoiser, name, steps, overrides):
+    counter = CountingDenoiser(denoiser)
+    count = 3
+    cond = {"source": torch.zeros(count, *SHAPE), "mask": torch.ones(count, *SHAPE)}
+    method = METHODS.get(name)
+    rng = PerSampleRNG(0, range(count))
+    method.sample(counter, rng.randn(SHAPE), steps, rng=rng, cond=cond,
+                  **method.resolve_hparams(overrides))
+    assert counter.nfe(count) == method.planned_nfe(steps, method.resolve_hparams(overrides))
+
+
+def test_repaint_counts_one_evaluation_per_step_down():
+    assert repaint_nfe(50, jump_length=10, jump_n_sample=10) == 50 + 4 * 9 * 10
+    assert repaint_nfe(20, jump_length=10, jump_n_sample=1) == 20
+
+
+GUIDES = PerSampleRNG(9, range(8)).randn(SHAPE)
+
+
+def sdedit(denoiser, steps=20, seed=3, **overrides):
+    return run("sdedit", denoiser, len(GUIDES), steps, {"source": GUIDES}, seed, **overrides)
 
 
 def test_sdedit_with_strength_zero_returns_the_input(denoiser):
-    out, source = run_sdedit(denoiser, 0.0)
-    assert torch.equal(out, source)
+    assert torch.equal(sdedit(denoiser, strength=0.0), GUIDES)
 
 
 def test_sdedit_at_full_strength_is_unconditional_sampling_up_to_the_guide_s_trace(denoiser):
-    """t0 = 1 starts from y + sigma_max z: the unconditional sampler's start z sigma_max moved
-    by y, whose trace on the output shrinks as sigma_max grows (|y| / sigma_max here: ~1/80)."""
-    out, _ = run_sdedit(denoiser, 1.0)
-    rng = PerSampleRNG(3, range(8))
-    unconditional = METHODS.get("edm-heun").sample(denoiser, rng.randn(SHAPE), 20, rng=rng,
-                                                   **METHODS.get("edm-heun").resolve_hparams({}))
-    assert torch.allclose(out, unconditional, atol=0.1)
-    assert not torch.equal(out, unconditional)
+    """t0 = 1 starts from y + sigma_max z on the same levels and noise as the unconditional
+    reverse SDE, whose start is sigma_max z: y's trace on the output shrinks as sigma_max grows
+    (~|y| s^2 / sigma_max^2 with the Gaussian's s = 1 and sigma_max 50: under 1e-3)."""
+    edited = sdedit(denoiser, strength=1.0)
+    unconditional = run("sde-euler-maruyama", denoiser, len(GUIDES), 20, None, 3)
+    assert torch.allclose(edited, unconditional, atol=5e-3)
+    assert not torch.equal(edited, unconditional)
 
 
-def test_sdedit_strength_picks_the_tail_of_the_schedule():
-    sigmas = torch.linspace(80, 0, 21)
-    assert [sdedit_start(sigmas, s) for s in (0.0, 0.25, 0.5, 1.0)] == [20, 15, 10, 0]
+def test_sdedit_moves_further_from_its_guide_as_strength_grows(denoiser):
+    distances = [float((sdedit(denoiser, strength=t) - GUIDES).square().mean())
+                 for t in (0.0, 0.3, 0.6, 1.0)]
+    assert distances == sorted(distances) and distances[0] == 0
+
+
+def test_sdedit_starts_at_the_ve_sde_noise_level_of_its_strength(denoiser):
+    sigmas = sdedit_schedule(denoiser, 5, strength=0.5)
+    assert float(sigmas[0]) == pytest.approx(sdedit_sigma(0.5, 0.01, 50.0)) == pytest.approx(50 ** 0.5 * 0.1)
+    assert float(sigmas[-2]) == pytest.approx(0.01) and float(sigmas[-1]) == 0 and len(sigmas) == 6

@@ -11,7 +11,8 @@ from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
 from bench.quantize import to_uint8
 from bench.runner import run_suite
 from bench.store import ResultStore
-from bench.superres import check_scale, condition_of, downsample, from_uint8, lowres_of, upsample
+from bench.quantize import from_uint8
+from bench.superres import check_scale, condition_of, downsample, lowres_of, upsample
 from methods import METHODS, PerSampleRNG
 from tests.helpers import TINY_SUITE, GaussianDenoiser, run_suite_text
 
@@ -231,17 +232,6 @@ def test_ssim_matches_scikit_image_gaussian_ssim_on_photographs():
     expected = structural_similarity(planes[0], planes[1], gaussian_weights=True, sigma=1.5,
                                      use_sample_covariance=False, data_range=255)
     assert ssim_per_image(blurred, photo, crop=4)[0] == pytest.approx(expected, abs=1e-4)
-
-
-def test_side_by_side_shows_the_lr_input_the_output_and_the_ground_truth():
-    from bench.superres import side_by_side
-    highres = torch.rand(2, 1, 8, 8) * 2 - 1
-    lowres = lowres_of(highres, 4)
-    output = torch.full((2, 1, 8, 8), 7, dtype=torch.uint8)
-    shown = side_by_side(lowres, output, highres)
-    assert shown.shape == (6, 1, 8, 8) and shown.dtype == torch.uint8
-    assert torch.equal(shown[0, 0, :4, :4], to_uint8(lowres)[0, 0, 0, 0].expand(4, 4))
-    assert torch.equal(shown[1], output[0]) and torch.equal(shown[2], to_uint8(highres[0]))
 
 
 def test_superres_sample_grids_are_triplets_four_a_line(sr_rows, sr_results):

@@ -174,6 +174,9 @@ def resolve_against(against: str | Path, results_root: Path) -> Path:
     return store.rows_path
 
 
+FIDELITY_TASKS = ("superres", "img2img", "inpaint")   # tasks whose rows have PSNR and SSIM
+
+
 def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, str]]]:
     """Per board its figures; the first board of a kind gets the plain file name, later ones a
     number (fingerprints come from the rows file and never become paths)."""
@@ -181,8 +184,8 @@ def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, st
     for index, board in enumerate(boards):
         if not any(ok(r) for r in board.rows):
             continue
-        if board.group.task == "superres":
-            kinds = [("psnr_ssim_vs_fid", "PSNR and SSIM against FID", plots.sr_tradeoff)]
+        if board.group.task in FIDELITY_TASKS:
+            kinds = [("psnr_ssim_vs_fid", "PSNR and SSIM against FID", plots.fidelity_tradeoff)]
         else:
             kinds = [("fid_vs_nfe", "FID against NFE", plots.fid_vs_nfe),
                      ("fid_vs_time", "FID against time per image, Pareto front marked", plots.fid_vs_time)]

@@ -17,12 +17,14 @@ from typing import Callable
 
 from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
 
-TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution"}
+TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
+               "inpaint": "Inpainting"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
                   "kid": ("KID", "{:.4g}"), "precision": ("precision", "{:.3f}"),
                   "recall": ("recall", "{:.3f}"), "isc": ("IS", "{:.3f}"),
                   "class_acc": ("class acc", "{:.3f}"), "psnr": ("PSNR", "{:.2f}"),
-                  "ssim": ("SSIM", "{:.4f}"), "lr_mse": ("LR MSE", "{:.3g}")}
+                  "ssim": ("SSIM", "{:.4f}"), "lr_mse": ("LR MSE", "{:.3g}"),
+                  "known_error": ("known-region max error", "{:g}")}
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ class Board:
 
     @property
     def title(self) -> str:
-        title = f"{TASK_TITLES.get(self.group.task, self.group.task)}, protocol {self.group.fingerprint}"
+        title = TASK_TITLES.get(self.group.task, self.group.task)
+        mask = (self.group.rows[0]["protocol"].get("inpaint") or {}).get("mask")
+        title += f" (mask: {mask})" if mask else ""
+        title += f", protocol {self.group.fingerprint}"
         return title + (", across models" if self.across_models else "")
 
     @property

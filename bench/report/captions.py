@@ -22,6 +22,16 @@ def protocol_caption(row: Row) -> str:
                     f"{sr.get('inputs')}; PSNR / SSIM on {fidelity.get('colour')}, "
                     f"{fidelity.get('border_crop')}-pixel border crop, data range "
                     f"{fidelity.get('data_range')}; lr_mse: {fidelity.get('lr_mse')}.")
+    edit = p.get("img2img")
+    if edit:
+        caption += (f" Image-to-image from guides ({edit.get('guide')}) of the {edit.get('inputs')}; "
+                    f"PSNR / SSIM against the guide, on {edit.get('fidelity', {}).get('colour')}.")
+    hole = p.get("inpaint")
+    if hole:
+        caption += (f" Inpainting of the {hole.get('inputs')} with the hole {hole.get('hole')}; "
+                    f"PSNR / SSIM against the original on the hole's pixels only, on "
+                    f"{hole.get('fidelity', {}).get('colour')}; known-region max error: "
+                    f"{hole.get('fidelity', {}).get('known_error')}.")
     return caption
 
 

@@ -20,7 +20,7 @@ from bench.report.board import line_name, model_text, ms_per_image, ok, row_orde
 from bench.rows import metric_error, metric_value  # noqa: E402
 
 MARKERS = "osD^v<>"
-SWEPT = ("sigma_start", "cfg_scale")   # hyper-parameters a suite sweeps to trace a trade-off
+SWEPT = ("sigma_start", "cfg_scale", "strength")   # hyper-parameters a suite sweeps to trace a trade-off
 PDF_METADATA = {"CreationDate": None, "Producer": None}
 
 
@@ -159,7 +159,7 @@ def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
     return save(fig, stem)
 
 
-def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
+def fidelity_tradeoff(rows: list[dict], stem: Path) -> list[str]:
     """PSNR and SSIM against FID; a swept method is one line per step count, its points labelled
     with the swept value; other methods one line, points labelled with steps."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
@@ -181,7 +181,7 @@ def sr_tradeoff(rows: list[dict], stem: Path) -> list[str]:
                 ax.annotate(label, (fid, value), fontsize=6, xytext=(3, 3), textcoords="offset points")
         _finish(fig, ax, bool(series), [p[1] for s in series.values() for p in s], "FID ↓", ylabel,
                 legend=metric == "ssim")
-    axes[0].set_title("fidelity against realism (ends labelled: sigma_start or steps)", fontsize=9)
+    axes[0].set_title("fidelity against realism (ends labelled: the swept value or steps)", fontsize=9)
     fig.tight_layout()
     return save(fig, stem)
 

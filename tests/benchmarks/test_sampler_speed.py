@@ -14,6 +14,7 @@ import torch
 
 from bench.measure import synchronize
 from bench.recipes import RECIPES
+from bench.tasks import inpaint_masks, sketch_of
 from methods import METHODS, OBJECTIVES, PerSampleRNG, UNet
 from methods.classifier_guidance import NoiseAwareClassifier, log_prob_gradient
 
@@ -42,8 +43,13 @@ def conditioning(method, denoiser) -> dict | None:
         classifier = NoiseAwareClassifier(1, CLASSES).to(DEVICE).eval().requires_grad_(False)
         cond.update(labels=torch.arange(BATCH, device=DEVICE) % CLASSES,
                     classifier_gradient=functools.partial(log_prob_gradient, classifier))
+    images = torch.rand(BATCH, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     if method.task == "superres":
-        cond["lowres"] = torch.rand(BATCH, 1, SIZE, SIZE, device=DEVICE) * 2 - 1
+        cond["lowres"] = images.to(DEVICE)
+    if method.task == "img2img":
+        cond["source"] = sketch_of(images).to(DEVICE)
+    if method.task == "inpaint":
+        cond.update(source=images.to(DEVICE), mask=inpaint_masks("centre", (1, SIZE, SIZE), range(BATCH)).to(DEVICE))
     return cond or None
 
 

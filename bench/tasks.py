@@ -1,0 +1,197 @@
+"""The tasks a method can do, and what the harness hands it and measures for each.
+
+Generation starts from noise alone. The other tasks start from an input made from the first
+`n_samples` test images (sample i gets test image i), so every method of a task edits the same
+images:
+- `superres`: the image downsampled (`bench.superres`); methods see it upsampled in
+  cond["lowres"]; PSNR / SSIM against the HR image, LR-consistency.
+- `img2img`: a coarse guide of the image (a "sketch": 4x4 block means, 4 grey levels per
+  channel), the kind of unrealistic input SDEdit turns into a realistic image; cond["source"];
+  faithfulness as PSNR / SSIM against the guide, realism as FID.
+- `inpaint`: the image with a hole (`mask`: the centre square of half the side, the right half,
+  or seeded random brush strokes); cond["source"] and cond["mask"] (1 = known); PSNR / SSIM of
+  the hole against the original, the largest change in the known region (must be 0), FID.
+FID compares with the whole test split for super-resolution (as published) and with the suite's
+reference split for the others (their outputs must not be compared with their own sources).
+"""
+import dataclasses
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from bench.errors import DiffbenchError
+from bench.fidelity import (fidelity_convention, known_error_per_image, lr_mse_per_image,
+                            psnr_per_image, ssim_per_image)
+from bench.quantize import from_uint8, to_uint8
+from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
+
+TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
+          "inpaint": "Inpainting"}
+MASKS = {"centre": "the centre square of half the side", "half": "the right half",
+         "strokes": "4 seeded random brush strokes (4 segments each, radius 4-8 % of the side)"}
+SKETCH_BLOCK, SKETCH_LEVELS = 4, 4
+MASK_SEED = 20220401   # masks depend on the test image only, never on the cell's seed
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInputs:
+    """What a batch of a task starts from (images in [-1, 1])."""
+    original: torch.Tensor            # the test images
+    given: torch.Tensor               # what the method is given: LR, guide or image with a hole
+    cond: dict                        # what the sampler receives
+    mask: torch.Tensor | None = None  # inpainting: 1 where known
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A task as one cell runs it: `name` and, for inpainting, the mask."""
+    name: str
+    mask: str = ""
+
+    @property
+    def key(self) -> str:
+        """Which cells share a protocol and a reference."""
+        return f"{self.name}:{self.mask}" if self.mask else self.name
+
+    @property
+    def has_inputs(self) -> bool:
+        return self.name != "generate"
+
+    def reference_split(self, config) -> str:
+        return "test" if self.name == "superres" else config.reference_split
+
+    def metrics(self) -> tuple[str, ...]:
+        """The per-image metrics the task always computes."""
+        return {"superres": ("psnr", "ssim", "lr_mse"), "img2img": ("psnr", "ssim"),
+                "inpaint": ("psnr", "ssim", "known_error")}.get(self.name, ())
+
+    def check(self, config, dataset) -> None:
+        if self.name == "superres":
+            check_scale(dataset.shape, config.superres_scale, config.path)
+        if self.name == "img2img" and (dataset.shape[1] % SKETCH_BLOCK or dataset.shape[2] % SKETCH_BLOCK):
+            raise DiffbenchError(f"{config.path}: img2img needs image sides divisible by "
+                                 f"{SKETCH_BLOCK} (the guide's blocks); pick another dataset")
+        if self.has_inputs and config.n_samples > len(dataset.test_index):
+            raise DiffbenchError(f"{config.path}: n_samples {config.n_samples} exceeds the "
+                                 f"{len(dataset.test_index)} test images {self.name} runs on; "
+                                 "lower n_samples")
+
+    def protocol(self, config, dataset) -> dict:
+        """The task's part of the metric protocol (none for generation)."""
+        inputs = "test split, first n_samples"
+        if self.name == "superres":
+            return {"superres": {"scale": config.superres_scale, "degradation": DEGRADATION,
+                                 "inputs": inputs,
+                                 "fidelity": fidelity_convention(dataset.shape[0], config.superres_scale)}}
+        fidelity = fidelity_convention(dataset.shape[0], 0)
+        if self.name == "img2img":
+            return {"img2img": {"guide": f"{SKETCH_BLOCK}x{SKETCH_BLOCK} block means, "
+                                f"{SKETCH_LEVELS} levels per channel", "inputs": inputs,
+                                "fidelity": {**fidelity, "against": "the guide"}}}
+        if self.name == "inpaint":
+            return {"inpaint": {"mask": self.mask, "hole": MASKS[self.mask], "inputs": inputs,
+                                "mask_seed": MASK_SEED,
+                                "fidelity": {**fidelity, "against": "the original, hole pixels only",
+                                             "known_error": "largest |output - input| on known "
+                                             "pixels, grey levels, over every image"}}}
+        return {}
+
+    def inputs(self, config, dataset, indices) -> TaskInputs | None:
+        if not self.has_inputs:
+            return None
+        original = dataset.split("test")[0][list(indices)]
+        if self.name == "superres":
+            lowres = lowres_of(original, config.superres_scale)
+            return TaskInputs(original, lowres, {"lowres": condition_of(lowres, config.superres_scale)})
+        if self.name == "img2img":
+            guide = sketch_of(original)
+            return TaskInputs(original, guide, {"source": guide})
+        mask = inpaint_masks(self.mask, original.shape[1:], indices)
+        return TaskInputs(original, original * mask, {"source": original, "mask": mask}, mask)
+
+    def per_image(self, pixels: torch.Tensor, inputs: TaskInputs, scale: int) -> dict[str, np.ndarray]:
+        """Each output's fidelity metrics (pixels: the uint8 outputs)."""
+        if self.name == "superres":
+            target = to_uint8(inputs.original)
+            return {"psnr": psnr_per_image(pixels, target, scale),
+                    "ssim": ssim_per_image(pixels, target, scale),
+                    "lr_mse": lr_mse_per_image(pixels, inputs.given, scale)}
+        if self.name == "img2img":
+            guide = to_uint8(inputs.given)
+            return {"psnr": psnr_per_image(pixels, guide, 0), "ssim": ssim_per_image(pixels, guide, 0)}
+        if self.name == "inpaint":
+            original, hole = to_uint8(inputs.original), inputs.mask[:, 0] == 0
+            return {"psnr": psnr_per_image(pixels, original, 0, hole),
+                    "ssim": ssim_per_image(pixels, original, 0, hole),
+                    "known_error": known_error_per_image(pixels, original, ~hole)}
+        return {}
+
+    def shown(self, inputs: TaskInputs) -> torch.Tensor:
+        """The input as a grid shows it (uint8, the output's size): LR pixel-replicated, the
+        hole mid-grey."""
+        scale = inputs.original.shape[-1] // inputs.given.shape[-1]
+        return to_uint8(inputs.given).repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+
+    def flops_cond(self, x: torch.Tensor) -> dict | None:
+        """A condition of the right shape for counting one evaluation's FLOPs."""
+        return {"lowres": torch.zeros_like(x)} if self.name == "superres" else None
+
+
+def task_of(method, cell) -> Task:
+    return Task(method.task, cell.mask or "centre" if method.task == "inpaint" else "")
+
+
+def sketch_of(images: torch.Tensor) -> torch.Tensor:
+    """The img2img guide: SKETCH_BLOCK-pixel block means quantised to SKETCH_LEVELS levels per
+    channel, then to uint8 as a stored image would be."""
+    blocks = F.avg_pool2d(images, SKETCH_BLOCK)
+    levels = ((blocks + 1) / 2 * (SKETCH_LEVELS - 1)).round() / (SKETCH_LEVELS - 1) * 2 - 1
+    coarse = levels.repeat_interleave(SKETCH_BLOCK, -2).repeat_interleave(SKETCH_BLOCK, -1)
+    return from_uint8(to_uint8(coarse))
+
+
+def inpaint_masks(kind: str, shape: tuple[int, int, int], indices) -> torch.Tensor:
+    """N x 1 x H x W masks, 1 where a pixel is known; for strokes, test image i's own."""
+    _, height, width = shape
+    if kind == "strokes":
+        return torch.stack([stroke_mask(height, width, int(i)) for i in indices])
+    known = torch.ones(1, 1, height, width)
+    if kind == "centre":
+        top, left = height // 4, width // 4
+        known[..., top:top + height // 2, left:left + width // 2] = 0
+    elif kind == "half":
+        known[..., width // 2:] = 0
+    else:
+        raise DiffbenchError(f"unknown inpainting mask {kind!r}; valid: {', '.join(MASKS)}")
+    return known.expand(len(indices), 1, height, width).clone()
+
+
+def stroke_mask(height: int, width: int, index: int, strokes: int = 4, segments: int = 4) -> torch.Tensor:
+    """1 x H x W: brush strokes (polylines of random direction, length and width) drawn by a
+    generator seeded by the image's index; 0 under a stroke."""
+    generator = torch.Generator().manual_seed(MASK_SEED * 1_000_003 + index)
+    uniform = lambda low, high: low + (high - low) * float(torch.rand((), generator=generator))
+    rows, cols = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    side = min(height, width)
+    hole = torch.zeros(height, width, dtype=torch.bool)
+    for _ in range(strokes):
+        radius = uniform(0.04, 0.08) * side
+        y, x = uniform(0, height), uniform(0, width)
+        for _ in range(segments):
+            angle, length = uniform(0, 2 * math.pi), uniform(0.15, 0.35) * side
+            y_end = min(max(y + length * math.sin(angle), 0), height)
+            x_end = min(max(x + length * math.cos(angle), 0), width)
+            hole |= _segment_distance(rows, cols, (y, x), (y_end, x_end)) <= radius
+            y, x = y_end, x_end
+    return (~hole).float().unsqueeze(0)
+
+
+def _segment_distance(rows, cols, start, end) -> torch.Tensor:
+    """Distance of each pixel centre from the segment start-end."""
+    (y0, x0), (y1, x1) = start, end
+    dy, dx = y1 - y0, x1 - x0
+    along = ((rows - y0) * dy + (cols - x0) * dx) / max(dy * dy + dx * dx, 1e-12)
+    along = along.clamp(0, 1)
+    return torch.hypot(rows - (y0 + along * dy), cols - (x0 + along * dx))

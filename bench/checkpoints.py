@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paths import atomic_write, checkpoint_folders, ensure_writable, published_models_dir
 
 log = logging.getLogger("diffbench")

@@ -12,7 +12,7 @@ import torch
 
 from bench.checkpoints import load_checkpoint, published_or_trained
 from bench.datasets import ImageDataset, load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.training import TrainBudget, train
 from methods.classifier_guidance import NoiseAwareClassifier, classifier_loss
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 
 EPILOG = """examples:
   diffbench run quick                 run the default suite, then render its report

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.datasets import DATASETS
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paths import REPO_ROOT
-from bench.registry import validate_name, validate_number
+from methods.registry import typed_like, validate_name, validate_number
 
 SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
 
@@ -84,19 +84,6 @@ CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "mode
              "mask": list}
 
 
-def _check_type(value, default, where: str):
-    expected = type(default)
-    if expected is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise DiffbenchError(f"{where} must be a list of strings, got {value!r}")
-        return tuple(value)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if type(value) is not expected:
-        raise DiffbenchError(f"{where} must be {expected.__name__}, got {value!r}")
-    return value
-
-
 def suite_names() -> list[str]:
     """The suites `diffbench run NAME` finds, from every suites folder."""
     return sorted({p.stem for d in SUITE_DIRS if d.is_dir() for p in d.glob("*.toml")})
@@ -139,7 +126,7 @@ def load_suite(spec: str, inception_weights: str | None = None, plugins=()) -> S
 def load_suite_plugins(data: dict, path: Path, extra=()) -> None:
     from bench.plugins import load_plugins
     written = _table(data.get("suite", {}), "[suite]", str(path)).get("plugins", [])
-    written = _check_type(written, (), f"{path}: [suite].plugins")
+    written = typed_like(written, (), f"{path}: [suite].plugins", str)
     load_plugins(extra)
     load_plugins(written, base=path.parent)
 
@@ -155,7 +142,7 @@ def parse_suite(data: dict, path: Path) -> SuiteConfig:
     for key, value in _table(data.get("suite", {}), "[suite]", where).items():
         if key not in SUITE_KEYS:
             raise DiffbenchError(f"{where}: unknown key [suite].{key}; valid: {', '.join(SUITE_KEYS)}")
-        fields[key] = _check_type(value, SUITE_KEYS[key].default, f"{where}: [suite].{key}")
+        fields[key] = typed_like(value, SUITE_KEYS[key].default, f"{where}: [suite].{key}", str)
     config = SuiteConfig(name=name, path=str(path), **fields)
     config = dataclasses.replace(config, dataset=_resolve_dataset(config.dataset, path),
                                  inception_weights=_resolve_file(config.inception_weights, path),

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.quantize import from_uint8
-from bench.registry import Registry
+from methods.registry import Registry
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import DiffbenchError
-from bench.registry import validate_number
+from methods.errors import DiffbenchError
+from methods.registry import validate_number
 
 SOURCES = ("diffusers", "safetensors")
 PARAMETERIZATIONS = {"eps": "epsilon", "v": "v_prediction", "x0": "sample", "edm": None, "flow": None}

@@ -17,7 +17,7 @@ from torch_fidelity.utils import create_feature_extractor
 
 from bench.checkpoints import load_checkpoint, published_or_trained
 from bench.datasets import ImageDataset, load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.quantize import from_uint8
 from bench.training import TrainBudget, train
 

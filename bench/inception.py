@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paths import cache_dir
 
 INCEPTION_NAME = "inception-v3-compat"

@@ -11,7 +11,7 @@ files are left as they are.
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.rows import COMPLETED
 from bench.store import ResultStore, read_rows
 

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from bench.datasets import load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.features import Extractor, inception_extractor, lenet_extractor
 from bench.paths import atomic_write, cache_dir
 from bench.quantize import QUANTISATION, to_uint8
-from bench.registry import Registry
+from methods.registry import Registry
 from bench.rows import MetricEntry, metric_entry
 from bench.statistics import Moments
 

@@ -3,7 +3,7 @@ results and reports."""
 import os
 from pathlib import Path
 
-from bench.errors import DiffbenchError, StorageError
+from methods.errors import DiffbenchError, StorageError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,8 +17,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from bench.errors import DiffbenchError
-from bench.registry import NameTaken, Origin, Registry, registering_from
+from methods.errors import DiffbenchError
+from methods.registry import NameTaken, Origin, Registry, registering_from
 
 ENTRY_POINT_GROUP = "diffbench.plugins"
 _loaded: dict[tuple[str, str], Origin] = {}   # (kind, name) -> the origin loaded now

@@ -14,12 +14,12 @@ import torch
 
 from bench.checkpoints import checkpoint_exists, load_checkpoint
 from bench.datasets import ImageDataset, load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paths import cache_dir, checkpoint_folders, ensure_writable
 import bench.precision
 from bench.precision import PRECISIONS, resolve_precision, step_timer
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
-from bench.registry import Registry, validate_number
+from methods.registry import Registry, typed_like, validate_number
 from bench.training import TrainBudget, train
 from methods import OBJECTIVES, UNet, UNetConfig
 
@@ -50,7 +50,8 @@ class ModelRecipe:
                 valid = ", ".join(sorted({*network_fields, *budget_fields}))
                 raise DiffbenchError(f"{where}: unknown model key {key!r}; valid: {valid}")
             default = getattr(self.network if target is network else self.budget, key)
-            target[key] = _coerce(value, default, f"{where}: model key {key!r}")
+            target[key] = typed_like(value, default, f"{where}: model key {key!r}",
+                                     type(default[0]) if isinstance(default, tuple) and default else None)
         return dataclasses.replace(self, network=dataclasses.replace(self.network, **network),
                                    budget=dataclasses.replace(self.budget, **budget))
 
@@ -97,16 +98,6 @@ class ModelRecipe:
         if objective_source:   # a plugin's objective: editing it trains a new model
             spec["objective_source_sha256"] = objective_source
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _coerce(value, default, what):
-    if isinstance(default, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if type(value) is not type(default):
-        raise DiffbenchError(f"{what} must be {type(default).__name__}, got {value!r}")
-    return value
 
 
 RECIPES: Registry[ModelRecipe] = Registry("model recipe")

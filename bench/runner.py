@@ -29,7 +29,7 @@ from bench.provenance import provenance, utc_now
 from bench.quantize import NonFiniteSamples, to_uint8
 from bench.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
 from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
-from bench.errors import StorageError
+from methods.errors import StorageError
 from bench.samples import save_grid
 from bench.stored_features import save_cell_features, save_reference
 from bench.scoring import BatchScores, CellScorer, Reference

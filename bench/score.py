@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bench.datasets import load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.provenance import provenance, utc_now
 from bench.rows import SCORED, new_row
 from bench.samples import save_grid

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.rows import Row
 from bench.store import read_rows
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paths import atomic_write, ensure_writable
-from bench.registry import validate_name
+from methods.registry import validate_name
 from bench.rows import COMPLETED, Row, complete, row_problem
 
 ROWS_FILE = "rows.jsonl"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paired import Reference
 from bench.paths import atomic_write
 

@@ -8,7 +8,7 @@ image upsampled back to HR size with plain bicubic interpolation, clamped to [-1
 import torch
 from torch.nn import functional as F
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.quantize import from_uint8, to_uint8
 
 DEGRADATION = "bicubic antialias downsample (torch), LR quantised to uint8; bicubic upsample"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.fidelity import (fidelity_convention, known_error_per_image, lr_mse_per_image,
                             psnr_per_image, ssim_per_image)
 from bench.quantize import from_uint8, to_uint8

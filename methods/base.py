@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 
-from bench.registry import Origin, Registry, validate_number
+from methods.registry import Origin, Registry, typed_like, validate_number
 
 TASKS = ("generate", "superres", "img2img", "inpaint")
 MAX_STEPS = 10_000   # any method: more steps than this is a typo, not an experiment
@@ -156,12 +156,7 @@ class Method:
                            f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
         resolved = dict(self.defaults)
         for key, value in overrides.items():
-            default = self.defaults[key]
-            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value) is not type(default):
-                raise TypeError(f"method {self.name!r}: hyper-parameter {key!r} must be "
-                                f"{type(default).__name__}, got {value!r}")
+            value = typed_like(value, self.defaults[key], f"method {self.name!r}: hyper-parameter {key!r}")
             self._check_value(key, value)
             resolved[key] = value
         return resolved

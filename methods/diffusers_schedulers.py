@@ -26,6 +26,8 @@ import math
 
 import torch
 
+from methods.errors import DiffbenchError
+from methods.registry import typed_like
 from methods.base import METHODS, Method
 from methods.guidance import guidance_for
 
@@ -157,15 +159,12 @@ class DiffusersMethod(Method):
 
 def config_value(method: str, key: str, value, default):
     """A config value of its default's type (any scalar where the default is None)."""
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if default is None or default is inspect.Parameter.empty:
-        if isinstance(value, (str, int, float, bool)):
-            return value
-    elif type(value) is type(default):
+    what = f"method {method!r}: hyper-parameter {key!r}"
+    if default is not None and default is not inspect.Parameter.empty:
+        return typed_like(value, default, what)
+    if isinstance(value, (str, int, float, bool)):
         return value
-    raise TypeError(f"method {method!r}: hyper-parameter {key!r} must be "
-                    f"{'a scalar' if default is None else type(default).__name__}, got {value!r}")
+    raise DiffbenchError(f"{what} must be a scalar, got {value!r}")
 
 
 def default_nfe(name: str):

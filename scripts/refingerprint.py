@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.metrics import protocol_fingerprint
 from bench.runner import identity_key, stored_cell_key
 from bench.store import ROWS_FILE, canonical_json, read_rows, row_checksum

@@ -1,7 +1,7 @@
 import pytest
 
 from bench.config import load_suite
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paths import REPO_ROOT
 from tests.helpers import TINY_SUITE
 

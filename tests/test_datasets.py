@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from bench.datasets import load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 
 
 @pytest.mark.parametrize("name, shape, count", [("digits8", (1, 8, 8), 1797), ("mnist5k", (1, 28, 28), 5000)])

@@ -7,7 +7,7 @@ import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from bench import inception
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.metrics import features_of, load_extractor
 
 

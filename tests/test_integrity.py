@@ -8,7 +8,7 @@ import torch
 
 from bench.cli import main
 from bench.config import load_suite
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.inception import load_weights
 from bench.runner import run_suite
 from bench.store import ResultStore

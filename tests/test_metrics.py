@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.datasets import load_dataset
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.metrics import (check_metrics_available, extract, features_of, fid_statistics,
                            inception_score, kid, load_extractor, precision_recall)
 from bench.quantize import NonFiniteSamples, to_uint8

@@ -8,7 +8,7 @@ import pytest
 
 from bench import plugins
 from bench.config import load_suite
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from methods import METHODS, PerSampleRNG
 from tests.helpers import TINY_SUITE
 from tests.test_cli import one_line_error, run_cli

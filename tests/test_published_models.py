@@ -61,7 +61,7 @@ def test_the_published_set_stays_small():
 
 
 def test_a_damaged_published_file_says_restore_not_delete(tmp_path, monkeypatch):
-    from bench.errors import DiffbenchError
+    from methods.errors import DiffbenchError
     source = published_weights()[0]
     target = tmp_path / source.parent.name
     target.mkdir()

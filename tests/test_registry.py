@@ -1,7 +1,7 @@
 import pytest
 
-from bench.errors import DiffbenchError
-from bench.registry import Registry
+from methods.errors import DiffbenchError
+from methods.registry import Registry
 
 
 def test_duplicate_name_raises():

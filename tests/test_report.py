@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.report import render_report
 from bench.report.board import Group, build_board, competition_ranks
 from bench.report.latex import escape as latex_escape

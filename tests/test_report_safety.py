@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.report import plots, render_report
 from tests.report_rows import row, store_rows
 

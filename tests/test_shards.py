@@ -6,7 +6,7 @@ import pytest
 
 from bench.cli import main
 from bench.config import load_suite
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.merge import merge_shards
 from bench.runner import run_suite, shard_cells
 from bench.store import ResultStore, shard_file

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.speed import Timings, compare_speed, judge, load_timings
 from methods import METHODS, OBJECTIVES, PerSampleRNG, UNet, UNetConfig
 from tests.report_rows import row, store_rows

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.rows import finite_or_none
 from bench.store import ResultStore, latest_per_cell, read_rows, to_dataframe
 from tests.report_rows import row as report_row

@@ -3,7 +3,7 @@ the same bytes on every write, refused when tampered with."""
 import numpy as np
 import pytest
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paired import fid
 from bench.statistics import Moments, frechet_distance
 from bench.stored_features import (load_cell_features, load_reference, save_cell_features,

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench.config import load_suite
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.measure import CountingDenoiser
 from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
 from bench.quantize import to_uint8

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bench.checkpoints import load_checkpoint
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.training import TrainBudget, learning_rate, train
 
 

@@ -13,9 +13,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.errors import DiffbenchError, StorageError
+from methods.errors import DiffbenchError, StorageError
 from bench.paths import ensure_writable
-from bench.registry import validate_name
+from methods.registry import validate_name
 from bench.report import captions, compare, html, latex, markdown, pairs, plots
 from bench.report.text import clean_strings
 from bench.report.board import Board, build_board, group_rows, ok, row_order

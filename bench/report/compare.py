@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
 from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 from bench.paired import bootstrap_fids, difference
 from bench.speed import judge
 from bench.stored_features import load_cell_features, load_reference

@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
-from bench.errors import DiffbenchError
+from methods.errors import DiffbenchError
 
 T = TypeVar("T")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -47,6 +47,26 @@ def validate_number(value, what: str, low=None, high=None, integer: bool = False
         bounds = f"between {low} and {high}" if low is not None and high is not None else (
             f"at least {low}" if low is not None else f"at most {high}")
         raise DiffbenchError(f"{what} must be {bounds}, got {value!r}")
+    return value
+
+
+ITEM_NAMES = {str: "strings", int: "integers", float: "numbers"}
+
+
+def typed_like(value, default, what: str, items: type | None = None):
+    """`value` as the type of `default`, for values written in TOML (which has no tuples and
+    writes 1 for 1.0): a list where a tuple is expected becomes a tuple (of `items` when given),
+    an int where a float is expected becomes a float; any other mismatch is a one-line
+    DiffbenchError. The one type rule of suite keys, model keys and hyper-parameters."""
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or (items and not all(type(v) is items for v in value)):
+            kind = f"a list of {ITEM_NAMES.get(items, items.__name__)}" if items else "a list"
+            raise DiffbenchError(f"{what} must be {kind}, got {value!r}")
+        return tuple(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise DiffbenchError(f"{what} must be {type(default).__name__}, got {value!r}")
     return value
 
 

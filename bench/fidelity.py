@@ -36,6 +36,12 @@ def psnr_per_image(output_uint8: torch.Tensor, target_uint8: torch.Tensor, crop:
                          for o, t, w in zip(outputs, targets, where)])
 
 
+# The PSNR of uint8 rounding noise alone (error variance 1/12 grey level^2): where an exact
+# reproduction is likely (an inpainted hole of plain background), per-image PSNR is capped here so
+# that one such image does not make the mean infinite.
+ROUNDING_NOISE_PSNR = 10 * np.log10(255 ** 2 * 12)
+
+
 SSIM_WINDOW = 11   # the Gaussian window of sigma 1.5 (Wang et al. 2004)
 
 

@@ -22,8 +22,8 @@ import torch
 from torch.nn import functional as F
 
 from methods.errors import DiffbenchError
-from bench.fidelity import (fidelity_convention, known_error_per_image, lr_mse_per_image,
-                            psnr_per_image, ssim_per_image)
+from bench.fidelity import (ROUNDING_NOISE_PSNR, fidelity_convention, known_error_per_image,
+                            lr_mse_per_image, psnr_per_image, ssim_per_image)
 from bench.quantize import from_uint8, to_uint8
 from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 
@@ -94,6 +94,9 @@ class Task:
             return {"inpaint": {"mask": self.mask, "hole": MASKS[self.mask], "inputs": inputs,
                                 "mask_seed": MASK_SEED,
                                 "fidelity": {**fidelity, "against": "the original, hole pixels only",
+                                             "psnr_cap": f"{ROUNDING_NOISE_PSNR:.2f} dB per image (the "
+                                             "PSNR of uint8 rounding noise): an exactly reproduced "
+                                             "hole counts at it, not at infinity",
                                              "known_error": "largest |output - input| on known "
                                              "pixels, grey levels, over every image"}}}
         return {}
@@ -123,7 +126,7 @@ class Task:
             return {"psnr": psnr_per_image(pixels, guide, 0), "ssim": ssim_per_image(pixels, guide, 0)}
         if self.name == "inpaint":
             original, hole = to_uint8(inputs.original), inputs.mask[:, 0] == 0
-            return {"psnr": psnr_per_image(pixels, original, 0, hole),
+            return {"psnr": np.minimum(psnr_per_image(pixels, original, 0, hole), ROUNDING_NOISE_PSNR),
                     "ssim": ssim_per_image(pixels, original, 0, hole),
                     "known_error": known_error_per_image(pixels, original, ~hole)}
         return {}

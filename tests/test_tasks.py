@@ -1,5 +1,7 @@
 """The editing tasks: their inputs (guides, masks), their per-image metrics, and img2img and
 inpainting cells run end to end on digits8."""
+import math
+
 import pytest
 import torch
 
@@ -59,6 +61,15 @@ def test_inpainting_metrics_count_the_hole_for_fidelity_and_the_rest_for_consist
     expected_psnr = 10 * torch.log10(255 ** 2 / hole.square().flatten(1).mean(1))
     assert scores["known_error"].tolist() == [9.0, 0.0]
     torch.testing.assert_close(torch.from_numpy(scores["psnr"]), expected_psnr)
+
+
+def test_an_exactly_reproduced_hole_counts_at_the_rounding_noise_psnr_not_infinity():
+    original = torch.rand(2, 1, 16, 16) * 2 - 1
+    mask = inpaint_masks("centre", (1, 16, 16), range(2))
+    output = to_uint8(original)
+    output[1, :, 4:12, 4:12] = 0
+    psnr = Task("inpaint", "centre").per_image(output, inputs_of(original, mask), 0)["psnr"]
+    assert psnr[0] == pytest.approx(10 * math.log10(255 ** 2 * 12)) and psnr[1] < 20
 
 
 def test_img2img_compares_with_the_guide():

@@ -163,6 +163,7 @@ def fidelity_tradeoff(rows: list[dict], stem: Path) -> list[str]:
     """PSNR and SSIM against FID; a swept method is one line per step count, its points labelled
     with the swept value; other methods one line, points labelled with steps."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    varying = varying_hparams(rows)
     for ax, metric, ylabel in zip(axes, ("psnr", "ssim"), ("PSNR (dB) ↑", "SSIM ↑")):
         series: dict[str, list[tuple[float, float, str]]] = {}
         for row in rows:
@@ -170,7 +171,9 @@ def fidelity_tradeoff(rows: list[dict], stem: Path) -> list[str]:
             if not ok(row) or fid is None or value is None:
                 continue
             swept = [row["hparams"][k] for k in SWEPT if k in row["hparams"]]
-            name = f"{row['method']} ({row['steps']} step{'s' if row['steps'] != 1 else ''})" if swept else str(row["method"])
+            setting = "".join(f"{k}={row['hparams'][k]}, " for k in varying.get(row["method"], ()))
+            name = (f"{row['method']} ({setting}{row['steps']} step{'s' if row['steps'] != 1 else ''})"
+                    if swept else str(row["method"]))
             label = f"{swept[0]:g}" if swept else (f"{row['steps']}" if (row["nfe"] or 0) > 1 else "")
             order = swept[0] if swept else row["steps"]
             series.setdefault(name, []).append((order, fid, value, label))
@@ -184,6 +187,17 @@ def fidelity_tradeoff(rows: list[dict], stem: Path) -> list[str]:
     axes[0].set_title("fidelity against realism (ends labelled: the swept value or steps)", fontsize=9)
     fig.tight_layout()
     return save(fig, stem)
+
+
+def varying_hparams(rows: list[dict]) -> dict[str, list[str]]:
+    """Per method, the hyper-parameters other than the swept ones whose values differ between
+    its rows: what tells its lines apart besides the step count."""
+    values: dict[str, dict[str, set]] = {}
+    for row in rows:
+        for key, value in row["hparams"].items():
+            if key not in SWEPT:
+                values.setdefault(row["method"], {}).setdefault(key, set()).add(repr(value))
+    return {method: sorted(k for k, seen in keys.items() if len(seen) > 1) for method, keys in values.items()}
 
 
 PROFILE_PARTS = (("denoiser_s", "inside the denoiser"), ("sampler_arithmetic_s", "sampler arithmetic"),

@@ -129,11 +129,11 @@ def _add_dirs(parser):
 
 
 def cmd_run(args) -> int:
-    from bench import distributed
     from bench.config import load_suite
-    from bench.report import render_report
     from bench.paths import ensure_writable
-    from bench.runner import run_suite
+    from bench.report import render_report
+    from bench.run import distributed
+    from bench.run.runner import run_suite
     distributed.init_from_environment()
     main_process = distributed.is_main()
     try:
@@ -172,17 +172,17 @@ def cmd_ls(args) -> int:
                   f"{METHODS.origin(name)!s:12s} {m.paper}"
                   + (f" [not installed: {', '.join(missing)}]" if missing else ""))
     elif args.what == "datasets":
-        from bench.datasets import DATASETS
+        from bench.data.datasets import DATASETS
         for name, loader in DATASETS.items():
             print(f"{name:24s} {DATASETS.origin(name)!s:12s} "
                   f"{((loader.__doc__ or '').strip().splitlines() or [''])[0]}")
     elif args.what == "metrics":
-        from bench.metrics import METRICS
+        from bench.quality.metrics import METRICS
         for name, m in METRICS.items():
             print(f"{name:24s} {METRICS.origin(name)!s:12s} "
                   f"{'higher' if m.higher_is_better else 'lower'} is better; {m.description}")
     elif args.what == "recipes":
-        from bench.recipes import RECIPES
+        from bench.models.recipes import RECIPES
         for name, r in RECIPES.items():
             print(f"{name:24s} {RECIPES.origin(name)!s:12s} model={r.model} objective={r.objective} "
                   f"dataset={r.dataset or '(suite dataset)'} steps={r.budget.steps}")
@@ -201,7 +201,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_score(args) -> int:
-    from bench.score import append_scored, check_label, score_samples, summary
+    from bench.run.score import append_scored, check_label, score_samples, summary
     from bench.store import ResultStore
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     label = check_label(args.label if args.label is not None else Path(args.samples).stem)
@@ -221,8 +221,8 @@ def cmd_score(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from bench.models.recipes import RECIPES, ensure_trained, resolve_recipe
     from bench.plugins import load_plugins
-    from bench.recipes import ensure_trained, resolve_recipe, RECIPES
     load_plugins(args.plugin)
     recipe = RECIPES.get(args.recipe)
     dataset = args.dataset or recipe.dataset or "mnist5k"
@@ -244,7 +244,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench.speed import compare_speed, format_verdicts, load_timings
+    from bench.speed_regression import compare_speed, format_verdicts, load_timings
     verdicts = compare_speed(load_timings(args.baseline), load_timings(args.current),
                              args.min_effect, args.alpha, args.allow_different_machines)
     print("\n".join(format_verdicts(verdicts)))

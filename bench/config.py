@@ -9,9 +9,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bench.datasets import DATASETS
-from methods.errors import DiffbenchError
+from bench.data.datasets import DATASETS
 from bench.paths import REPO_ROOT
+from methods.errors import DiffbenchError
 from methods.registry import typed_like, validate_name, validate_number
 
 SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
@@ -21,7 +21,7 @@ SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
 class ModelSpec:
     recipe: str                                  # "" for an external model
     overrides: tuple[tuple[str, Any], ...] = ()  # recipe overrides, or an external model's keys
-    source: str = ""                             # an external model's source (bench.external)
+    source: str = ""                             # an external model's source (bench.models.external)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ class CellSpec:
     steps: int
     hparams: tuple[tuple[str, Any], ...] = ()   # as written in the suite (resolved later)
     model: str = ""                             # the model kind, when not the method's own
-    mask: str = ""                              # an inpainting cell's mask (bench.tasks.MASKS)
+    mask: str = ""                              # an inpainting cell's mask (bench.run.tasks.MASKS)
 
     @property
     def label(self) -> str:
@@ -71,7 +71,7 @@ class SuiteConfig:
     cells: tuple[CellSpec, ...] = ()
 
     def model_spec(self, kind: str) -> ModelSpec:
-        from bench.recipes import default_recipe_name
+        from bench.models.recipes import default_recipe_name
         return dict(self.models).get(kind) or ModelSpec(default_recipe_name(kind, self.dataset))
 
 
@@ -247,9 +247,9 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
 
 
 def _validate(config: SuiteConfig, where: str) -> None:
-    from bench.metrics import EXTRACTORS, METRICS
-    from bench.recipes import RECIPES
-    from bench.tasks import MASKS
+    from bench.data.degradation import MASKS
+    from bench.models.recipes import RECIPES
+    from bench.quality.metrics import EXTRACTORS, METRICS
     from methods import METHODS
 
     def named(registry, name, what):
@@ -319,9 +319,8 @@ def _validate(config: SuiteConfig, where: str) -> None:
 def _validate_models(config: SuiteConfig, where: str) -> None:
     """Every model the suite's cells need: a recipe whose overrides have the right names, types
     and ranges and whose network builds for the suite's images."""
-    from bench.datasets import load_dataset
-    from bench.recipes import load_suite_external, suite_recipes
-    from bench.recipes import untrained_denoiser
+    from bench.data.datasets import load_dataset
+    from bench.models.recipes import load_suite_external, suite_recipes, untrained_denoiser
     dataset = load_dataset(config.dataset)
     for kind, recipe in suite_recipes(config).items():
         recipe = recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
@@ -349,6 +348,7 @@ def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> Non
 def check_device(name: str, what: str) -> None:
     """"cpu", "auto", "cuda" or "cuda:N", and a CUDA device only where torch sees one."""
     import re
+
     import torch
     if name in ("cpu", "auto"):
         return

@@ -11,9 +11,9 @@ files are left as they are.
 from dataclasses import dataclass
 from pathlib import Path
 
-from methods.errors import DiffbenchError
 from bench.rows import COMPLETED
 from bench.store import ResultStore, read_rows
+from methods.errors import DiffbenchError
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ _loaded: dict[tuple[str, str], Origin] = {}   # (kind, name) -> the origin loade
 
 def registries() -> list[Registry]:
     """Every registry a plugin may add to."""
-    from bench.datasets import DATASETS
-    from bench.metrics import EXTRACTORS, METRICS
-    from bench.recipes import RECIPES
+    from bench.data.datasets import DATASETS
+    from bench.models.recipes import RECIPES
+    from bench.quality.metrics import EXTRACTORS, METRICS
     from methods import METHODS, OBJECTIVES
     return [METHODS, OBJECTIVES, RECIPES, DATASETS, EXTRACTORS, METRICS]
 

@@ -115,7 +115,7 @@ class Row(TypedDict):
     checksum: NotRequired[str]
     source: NotRequired[str]                # absent: sampled by a run; SCORED: by `diffbench score`
     samples: NotRequired[SamplesRef | None]  # the scored samples (SCORED rows only)
-    paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.stored_features)
+    paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.quality.stored_features)
     classifier: NotRequired[dict[str, Any] | None]   # classifier guidance: the classifier and its cost
 
 

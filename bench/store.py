@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from methods.errors import DiffbenchError
 from bench.paths import atomic_write, ensure_writable
-from methods.registry import validate_name
 from bench.rows import COMPLETED, Row, complete, row_problem
+from methods.errors import DiffbenchError
+from methods.registry import validate_name
 
 ROWS_FILE = "rows.jsonl"
 

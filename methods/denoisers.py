@@ -6,7 +6,6 @@ Each wrapper only converts a network's parameterisation into a denoised estimate
 import torch
 from torch import nn
 
-
 SIGMA_ATTRIBUTES = ("sigma_min", "sigma_max", "sigma_data", "sigmas")
 
 

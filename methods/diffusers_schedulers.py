@@ -26,10 +26,10 @@ import math
 
 import torch
 
-from methods.errors import DiffbenchError
-from methods.registry import typed_like
 from methods.base import METHODS, Method
+from methods.errors import DiffbenchError
 from methods.guidance import guidance_for
+from methods.registry import typed_like
 
 LIBRARY = "diffusers"
 SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LMSDiscreteScheduler",

@@ -1,5 +1,5 @@
 """The same mnist cells scored twice: Inception FID (torch-fidelity's inception-v3-compat, the
-weights resolved as bench/inception.py says) next to LeNet-feature FID, with the same samples
+weights resolved as bench/quality/inception.py says) next to LeNet-feature FID, with the same samples
 (same seeds), sample count and reference (the 1,000 test digits). Results go to
 results/inception-vs-lenet-*.
 
@@ -7,10 +7,9 @@ Usage: python scripts/inception_vs_lenet.py [N]   (default 500)
 """
 import sys
 
-from bench.config import load_suite
-from bench.runner import run_suite
-from bench.store import ResultStore, latest_per_cell
 from bench.paths import REPO_ROOT
+from bench.run.runner import run_suite_text
+from bench.store import latest_per_cell
 
 SUITE = """
 [suite]
@@ -38,11 +37,7 @@ def main(n: int = 500) -> None:
     scores = {}
     for extractor in ("lenet", "inception"):
         name = f"inception-vs-lenet-{extractor}"
-        path = folder / f"{name}.toml"
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(SUITE.format(n=n, extractor=extractor))
-        run_suite(load_suite(str(path)), folder)
-        rows, _ = ResultStore(folder, name).read()
+        rows = run_suite_text(SUITE.format(n=n, extractor=extractor), name, folder, folder)
         for row in latest_per_cell(rows):
             fid = row["metrics"]["fid"]
             scores.setdefault(row["label"] + f" NFE {row['nfe']}", {})[extractor] = (

@@ -11,9 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.config import load_suite
-from bench.runner import run_suite
-from bench.store import ResultStore
+from bench.run.runner import run_suite_text
 
 SUITE = """
 [suite]
@@ -32,10 +30,8 @@ steps = [10]
 
 def peak_mib(n: int, metrics: list[str], folder: Path) -> float:
     name = f"memory-{n}-{len(metrics)}"
-    path = folder / f"{name}.toml"
-    path.write_text(SUITE.format(n=n, metrics=str(metrics).replace("'", '"')))
-    run_suite(load_suite(str(path)), folder / "results")
-    rows, _ = ResultStore(folder / "results", name).read()
+    rows = run_suite_text(SUITE.format(n=n, metrics=str(metrics).replace("'", '"')), name, folder,
+                          folder / "results")
     return rows[-1]["memory"]["peak_bytes"] / 2**20
 
 

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 from bench.config import load_suite
-from bench.metrics import load_extractor
+from bench.models.recipes import ensure_trained, suite_recipes
 from bench.paths import published_models_dir
-from bench.recipes import ensure_trained, suite_recipes
+from bench.quality.metrics import load_extractor
 
 
 def publish(weights) -> None:

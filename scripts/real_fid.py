@@ -6,10 +6,10 @@ Usage: python scripts/real_fid.py [SUITE]   (default: quick)
 import sys
 
 from bench.config import load_suite
-from bench.datasets import load_dataset
-from bench.metrics import features_of, fid_statistics, load_extractor, reference_statistics
-from bench.quantize import to_uint8
-from bench.statistics import frechet_distance
+from bench.data.datasets import load_dataset
+from bench.data.quantize import to_uint8
+from bench.quality.metrics import features_of, fid_statistics, load_extractor, reference_statistics
+from bench.quality.statistics import frechet_distance
 
 
 def main(suite: str = "quick") -> None:

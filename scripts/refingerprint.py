@@ -15,16 +15,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from methods.errors import DiffbenchError
-from bench.metrics import protocol_fingerprint
-from bench.runner import identity_key, stored_cell_key
+from bench.quality.metrics import protocol_fingerprint
+from bench.run.runner import identity_key, stored_cell_key
 from bench.store import ROWS_FILE, canonical_json, read_rows, row_checksum
+from methods.errors import DiffbenchError
 
 SCORED = "score"
 
 
 def scored_cell_key(row: dict, fingerprint: str) -> str:
-    """`bench.score.scored_row`'s key for a row of samples scored with `--append`."""
+    """`bench.run.score.scored_row`'s key for a row of samples scored with `--append`."""
     identity = {"source": SCORED, "samples_sha256": row["samples"]["sha256"],
                 "n_samples": row["n_samples"], "protocol": row["protocol_fingerprint"]}
     if identity_key(identity) != row["cell_key"]:

@@ -9,7 +9,7 @@ import argparse
 
 import numpy as np
 
-from bench.speed import judge
+from bench.speed_regression import judge
 
 
 def rate(rng, trials: int, rounds: int, noise: float, slowdown: float) -> float:

@@ -1,12 +1,10 @@
 """What several test modules share: the tiny suite, a suite runner for module fixtures and the
 exact denoiser of a Gaussian. (Fixtures stay in conftest.py.)"""
-import textwrap
 from pathlib import Path
 
 import torch
 
-from bench.config import load_suite
-from bench.runner import run_suite
+from bench.run.runner import run_suite_text as run_suite_file
 from methods.ddpm import linear_alphas_cumprod
 
 TINY_SUITE = """
@@ -37,10 +35,7 @@ steps = [2, 4]
 def run_suite_text(directory: Path, text: str, name: str = "tiny") -> Path:
     """Run the suite `text` with its results under `directory`; returns the results folder.
     For module-scoped fixtures that share one run between tests."""
-    path = directory / "suites" / f"{name}.toml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    run_suite(load_suite(str(path)), directory / "results")
+    run_suite_file(text, name, directory / "suites", directory / "results")
     return directory / "results"
 
 

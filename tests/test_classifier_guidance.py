@@ -1,14 +1,14 @@
 """Classifier guidance on a two-Gaussian mixture, where the denoiser and the noisy classifier are
 exact: with scale 1 the guided score is the class-conditional score, so sampling must return
 the requested component; with scale 0 it is the unguided sampler, bit for bit."""
+import functools
+
 import pytest
 import torch
 
 from methods import METHODS, PerSampleRNG
-import functools
-
 from methods.classifier_guidance import (ClassifierGuidance, NoiseAwareClassifier, classifier_loss,
-                                        log_prob_gradient)
+                                         log_prob_gradient)
 
 SHAPE = (1, 4, 4)
 MEANS = (-1.0, 1.0)     # component k: N(MEANS[k], S^2 I), equal weights

@@ -6,8 +6,8 @@ import pytest
 
 from bench.cli import main
 from bench.config import load_suite
-from bench.recipes import find_model, resolve_recipe
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
+from bench.models.recipes import find_model, resolve_recipe
 from tests.helpers import TINY_SUITE
 
 
@@ -129,8 +129,8 @@ def test_train_with_an_unknown_recipe_exits_2(capsys):
 
 
 def test_train_a_class_conditional_recipe_on_unlabelled_data_exits_2(capsys, tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     for i in range(4):
         Image.fromarray(np.full((4, 4), 60 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
     code, _, err = run_cli(capsys, "train", "eps-cond", "--dataset", str(tmp_path))

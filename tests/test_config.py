@@ -1,8 +1,8 @@
 import pytest
 
 from bench.config import load_suite
-from methods.errors import DiffbenchError
 from bench.paths import REPO_ROOT
+from methods.errors import DiffbenchError
 from tests.helpers import TINY_SUITE
 
 

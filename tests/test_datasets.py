@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
 from methods.errors import DiffbenchError
 
 

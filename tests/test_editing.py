@@ -4,7 +4,7 @@ hole is N(RHO A, S^2 (1 - RHO^2))."""
 import pytest
 import torch
 
-from bench.measure import CountingDenoiser
+from bench.run.cost import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.editing import repaint_nfe, repaint_path, sdedit_schedule, sdedit_sigma
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.config import load_suite
-from bench.runner import load_models, run_suite
+from bench.run.runner import load_models, run_suite
 from bench.store import ResultStore
 from methods.ddpm import discrete_alphas_cumprod
 from methods.denoisers import DiscreteVPDenoiser
@@ -187,6 +187,7 @@ def test_bad_external_model_keys_are_exit_2(capsys, write_suite, tmp_path, extra
 def test_a_discrete_method_on_an_edm_model_is_exit_2(capsys, write_suite, tmp_path):
     (tmp_path / "factory.py").write_text(textwrap.dedent(FACTORY))
     from safetensors.torch import save_file
+
     from methods import UNet, UNetConfig
     save_file(UNet(UNetConfig(image_size=8)).state_dict(), tmp_path / "net.safetensors")
     extra = f'factory = "{tmp_path / "factory.py"}:make_network"\nparameterization = "edm"'

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.measure import CountingDenoiser
+from bench.run.cost import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.guidance import ClassifierFreeGuidance
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import bench.classifier
-from bench.classifier import ACCURACY_SIGMAS, load_classifier
+import bench.models.classifier
+from bench.models.classifier import ACCURACY_SIGMAS, load_classifier
 from tests.helpers import run_suite_text
 
 SUITE = """
@@ -39,8 +39,8 @@ def short_classifier_training():
     """A tenth of the real budget: enough for 8x8 digits, and a test-only cache entry (the
     budget is part of the classifier's cache key)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench.classifier, "CLASSIFIER_BUDGET",
-                      dataclasses.replace(bench.classifier.CLASSIFIER_BUDGET, steps=150, warmup_steps=10))
+        patch.setattr(bench.models.classifier, "CLASSIFIER_BUDGET",
+                      dataclasses.replace(bench.models.classifier.CLASSIFIER_BUDGET, steps=150, warmup_steps=10))
         yield
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from bench import inception
+from bench.quality import inception
+from bench.quality.metrics import features_of, load_extractor
 from methods.errors import DiffbenchError
-from bench.metrics import features_of, load_extractor
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import torch
 
 from bench.cli import main
 from bench.config import load_suite
-from methods.errors import DiffbenchError
-from bench.inception import load_weights
-from bench.runner import run_suite
+from bench.quality.inception import load_weights
+from bench.run.runner import run_suite
 from bench.store import ResultStore
 from methods import METHODS
+from methods.errors import DiffbenchError
 from tests.helpers import TINY_SUITE
 
 
@@ -158,7 +158,7 @@ def test_an_unwritable_cache_is_found_before_any_training(write_suite, tmp_path,
     blocker.write_text("")
     monkeypatch.setenv("DIFFBENCH_CACHE", str(blocker / "cache"))
     trained = []
-    monkeypatch.setattr("bench.training._train", lambda *a: trained.append(1))
+    monkeypatch.setattr("bench.models.training._train", lambda *a: trained.append(1))
     code = main(["run", str(write_suite()), "--results-dir", str(tmp_path / "r"), "--no-report"])
     err = capsys.readouterr().err
     assert code == 2 and "model cache" in err and "DIFFBENCH_CACHE" in err and trained == []

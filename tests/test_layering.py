@@ -1,11 +1,20 @@
 """The dependency runs one way: `bench` (the harness) imports `methods` (the library), never the
-reverse, so the method library can be read, and used, without the harness."""
+reverse, so the method library can be read, and used, without the harness; and within `bench`
+each room imports only the rooms below it (the README's room table, in the same order)."""
 import ast
 from pathlib import Path
 
 import pytest
 
-METHODS_DIR = Path(__file__).resolve().parents[1] / "methods"
+ROOT = Path(__file__).resolve().parents[1]
+METHODS_DIR = ROOT / "methods"
+ROOMS = [  # lowest first: a module may import its own room and the rooms before it
+    {"bench.paths", "bench.rows", "bench.store", "bench.merge", "bench.speed_regression"},
+    {"bench.data"}, {"bench.models"}, {"bench.quality"}, {"bench.plugins", "bench.config"},
+    {"bench.run"}, {"bench.report"}, {"bench.cli", "bench.__main__", "bench"}]
+# A safetensors model's factory file is loaded as a plugin (so it may register what it defines),
+# at call time: the one edge from a room to one above it.
+UPWARD_ALLOWED = {("bench.models.external", "bench.plugins")}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -23,3 +32,26 @@ def imported_modules(path: Path) -> set[str]:
 def test_no_method_module_imports_the_harness(path):
     harness = sorted(n for n in imported_modules(path) if n == "bench" or n.startswith("bench."))
     assert not harness, f"{path.name} imports {harness}"
+
+
+def room_of(module: str) -> int:
+    for parts in range(module.count(".") + 1, 0, -1):
+        prefix = ".".join(module.split(".")[:parts])
+        for level, room in enumerate(ROOMS):
+            if prefix in room:
+                return level
+    raise AssertionError(f"{module} is in no room of ROOMS: add it (and to the README's table)")
+
+
+BENCH_MODULES = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                       for p in (ROOT / "bench").rglob("*.py"))
+
+
+@pytest.mark.parametrize("module", BENCH_MODULES)
+def test_a_bench_module_imports_only_its_room_and_the_rooms_below(module):
+    path = ROOT / (module.replace(".", "/") + ".py")
+    path = path if path.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
+    imported = {n for n in imported_modules(path) if n.startswith("bench.")}
+    upward = sorted(n for n in imported
+                    if room_of(n) > room_of(module) and (module, n) not in UPWARD_ALLOWED)
+    assert not upward, f"{module} (room {room_of(module)}) imports {upward} from rooms above it"

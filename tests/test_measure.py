@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from bench.measure import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
+from bench.run.cost import CountingDenoiser, PeakMemory, Stopwatch, TimingSummary
 
 
 def test_timing_summary_reports_median_and_iqr():

@@ -3,12 +3,12 @@ import dataclasses
 import pytest
 import torch
 
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
+from bench.data.quantize import NonFiniteSamples, to_uint8
+from bench.quality.metrics import (check_metrics_available, extract, features_of, fid_statistics,
+                                   inception_score, kid, load_extractor, precision_recall)
+from bench.quality.statistics import frechet_distance
 from methods.errors import DiffbenchError
-from bench.metrics import (check_metrics_available, extract, features_of, fid_statistics,
-                           inception_score, kid, load_extractor, precision_recall)
-from bench.quantize import NonFiniteSamples, to_uint8
-from bench.statistics import frechet_distance
 
 
 @pytest.fixture(scope="module")

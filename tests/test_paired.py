@@ -3,8 +3,8 @@ project's Frechet distance, and pairing narrows the interval of a difference."""
 import numpy as np
 import pytest
 
-from bench.paired import Reference, bootstrap_fids, difference, fid
-from bench.statistics import Moments, frechet_distance
+from bench.quality.paired import Reference, bootstrap_fids, difference, fid
+from bench.quality.statistics import Moments, frechet_distance
 
 
 def gaussian(rng, n, d, shift=0.0):

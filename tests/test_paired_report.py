@@ -4,9 +4,9 @@ pairing saves; damaged features leave the report ranking by value, with a note."
 import numpy as np
 import pytest
 
+from bench.quality.stored_features import load_cell_features
 from bench.report import render_report
 from bench.store import ResultStore
-from bench.stored_features import load_cell_features
 from tests.helpers import TINY_SUITE, run_suite_text
 
 
@@ -30,8 +30,8 @@ def test_every_cell_stores_its_features_in_seed_order(results):
 
 
 def test_the_stored_features_give_the_rows_fid(results):
-    from bench.paired import fid
-    from bench.stored_features import load_reference
+    from bench.quality.paired import fid
+    from bench.quality.stored_features import load_reference
     row = stored_rows(results)[0]
     features = load_cell_features(results / "tiny", row["paired"]["features"])
     reference = load_reference(results / "tiny", row["paired"]["reference"])

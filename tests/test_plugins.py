@@ -1,15 +1,14 @@
 """Plugins register through the built-ins' functions, carry their source hash, and fail whole."""
+import json
 import textwrap
 from pathlib import Path
-
-import json
 
 import pytest
 
 from bench import plugins
 from bench.config import load_suite
-from methods.errors import DiffbenchError
 from methods import METHODS, PerSampleRNG
+from methods.errors import DiffbenchError
 from tests.helpers import TINY_SUITE
 from tests.test_cli import one_line_error, run_cli
 
@@ -75,7 +74,7 @@ def test_loading_the_same_plugin_twice_is_a_no_op(tmp_path):
 
 
 def test_editing_a_plugin_changes_the_cell_key(write_suite, tmp_path):
-    from bench.runner import cell_key, prepare
+    from bench.run.runner import cell_key, prepare
     suite = write_suite(TINY_SUITE.replace('method = "ddim"', 'method = "my-ddim"'))
     plugin = write_plugin(tmp_path)
     keys = []
@@ -130,11 +129,11 @@ def test_an_installed_entry_point_is_loaded_without_being_named(capsys, tmp_path
 
 
 def test_a_plugin_objective_enters_its_recipes_cache_key(tmp_path):
-    from bench.recipes import RECIPES
+    from bench.models.recipes import RECIPES
     path = tmp_path / "objective_plugin.py"
     path.write_text(textwrap.dedent("""
         import dataclasses
-        from bench.recipes import RECIPES, register_recipe
+        from bench.models.recipes import RECIPES, register_recipe
         from methods.base import OBJECTIVES, Objective
         from methods.edm import edm_loss
         from methods.denoisers import EDMPrecond

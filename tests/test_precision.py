@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-import bench.precision
-from bench.datasets import load_dataset
-from bench.precision import resolve_precision
-from bench.recipes import ModelRecipe, ensure_trained, find_model
-from bench.training import TrainBudget
+import bench.models.precision
+from bench.data.datasets import load_dataset
+from bench.models.precision import resolve_precision
+from bench.models.recipes import ModelRecipe, ensure_trained, find_model
+from bench.models.training import TrainBudget
 from methods import UNetConfig
 
 
@@ -17,7 +17,7 @@ from methods import UNetConfig
 def cpu(monkeypatch):
     """cpu("native" | "emulated" | "unknown"): what the capability queries report."""
     def fake(support):
-        monkeypatch.setattr(bench.precision, "cpu_bf16_support", lambda: support)
+        monkeypatch.setattr(bench.models.precision, "cpu_bf16_support", lambda: support)
     return fake
 
 
@@ -46,7 +46,7 @@ def test_an_explicit_precision_is_kept_whatever_the_cpu(cpu, asked):
 
 
 def test_this_machines_answer_is_one_of_the_three():
-    assert bench.precision.cpu_bf16_support() in ("native", "emulated", "unknown")
+    assert bench.models.precision.cpu_bf16_support() in ("native", "emulated", "unknown")
 
 
 def tiny_recipe(name="prec-test", **budget):
@@ -85,7 +85,7 @@ def test_a_published_model_is_used_before_the_cache_and_before_training(cpu, mon
     for name in ("model.safetensors", "model.safetensors.json"):
         (target / name).write_bytes((trained.path.parent / name).read_bytes())
     monkeypatch.setenv("DIFFBENCH_PUBLISHED_MODELS", str(published))
-    monkeypatch.setattr("bench.recipes._train_recipe", lambda *a: pytest.fail("trained again"))
+    monkeypatch.setattr("bench.models.recipes._train_recipe", lambda *a: pytest.fail("trained again"))
     cpu("native")                                                   # this machine would pick bf16
     model = ensure_trained(tiny_recipe(name="pub-test"))
     assert model.path == target / "model.safetensors"

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from bench.measure import CompileGuard, CountingDenoiser, Stopwatch, median_forward_seconds
-from bench.profiling import ProfiledDenoiser, profile_sampling
+from bench.run.cost import CompileGuard, CountingDenoiser, Stopwatch, median_forward_seconds
+from bench.run.profiling import ProfiledDenoiser, profile_sampling
 from methods import METHODS, PerSampleRNG
 from tests.helpers import GaussianDenoiser
 

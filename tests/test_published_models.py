@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from bench.checkpoints import load_checkpoint
 from bench.config import load_suite
-from bench.datasets import load_dataset
+from bench.data.datasets import load_dataset
+from bench.models.checkpoints import load_checkpoint
+from bench.models.recipes import find_model, suite_recipes
 from bench.paths import published_models_dir
-from bench.recipes import find_model, suite_recipes
 
 SHIPPED_SUITES = ["quick", "mnist-sr", "mnist", "mnist-top", "overhead", "photos-sr", "zoo"]  # every model (and LeNet) ships
 # Every published leaderboard's rows were made with those weights.
@@ -48,7 +48,7 @@ def test_the_published_rows_were_made_with_the_shipped_weights(suite):
 
 @pytest.mark.parametrize("suite", PUBLISHED_SUITES)
 def test_the_published_rows_carry_the_current_fingerprint_rule(suite):
-    from bench.metrics import protocol_fingerprint
+    from bench.quality.metrics import protocol_fingerprint
     from bench.store import read_rows
     rows, problems = read_rows(published_models_dir().parent / suite / "rows.jsonl")
     assert rows and not problems
@@ -74,10 +74,10 @@ def test_a_damaged_published_file_says_restore_not_delete(tmp_path, monkeypatch)
 
 
 def test_the_mnist_classifier_for_guidance_ships(monkeypatch):
-    import bench.classifier
+    import bench.models.classifier
 
     def no_training(*args):
         raise AssertionError("the published classifier was not found")
-    monkeypatch.setattr(bench.classifier, "_train_classifier", no_training)
-    classifier = bench.classifier.load_classifier("mnist5k")
+    monkeypatch.setattr(bench.models.classifier, "_train_classifier", no_training)
+    classifier = bench.models.classifier.load_classifier("mnist5k")
     assert classifier.accuracy_by_sigma["0.002"] > 0.95 and classifier.module.num_classes == 10

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 
-import bench.runner
+import bench.run.runner
 from bench.config import load_suite
-from bench.metrics import protocol_fingerprint
 from bench.paths import REPO_ROOT
-from bench.runner import run_suite
-from bench.stored_features import load_cell_features, load_reference
+from bench.quality.metrics import protocol_fingerprint
+from bench.quality.stored_features import load_cell_features, load_reference
+from bench.run.runner import run_suite
 from tests.helpers import TINY_SUITE, run_suite_text
 
 PROTOCOL = {"extractor": "lenet-digits8", "reference": {"dataset": "digits8", "count": 100,
@@ -47,7 +47,7 @@ def earlier_rows(tmp_path_factory):
     """A tiny suite run under the earlier fingerprint rule, then re-keyed."""
     directory = tmp_path_factory.mktemp("refingerprint")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench.runner, "protocol_fingerprint", earlier_fingerprint)
+        patch.setattr(bench.run.runner, "protocol_fingerprint", earlier_fingerprint)
         results = run_suite_text(directory, TINY_SUITE)
     before = (results / "tiny" / "rows.jsonl").read_text()
     done = refingerprint(results, "tiny")

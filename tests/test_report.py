@@ -5,12 +5,12 @@ import subprocess
 
 import pytest
 
-from methods.errors import DiffbenchError
 from bench.report import render_report
 from bench.report.board import Group, build_board, competition_ranks
 from bench.report.latex import escape as latex_escape
 from bench.report.markdown import table as markdown_table
 from bench.report.plots import pareto_front
+from methods.errors import DiffbenchError
 from tests.report_rows import row, store_rows
 
 HOSTILE = "<script>alert(1)</script>"
@@ -80,9 +80,10 @@ def test_a_value_is_printed_to_its_uncertainty(value, error, shown):
 
 def test_identical_images_give_a_null_psnr_flagged_inf_that_renders():
     import torch
-    from bench.fidelity import psnr_per_image
-    from bench.metrics import stored_metric
-    from bench.statistics import mean_with_error
+
+    from bench.quality.fidelity import psnr_per_image
+    from bench.quality.metrics import stored_metric
+    from bench.quality.statistics import mean_with_error
     pixels = torch.randint(0, 256, (3, 1, 16, 16), dtype=torch.uint8)
     stored = stored_metric("psnr", *mean_with_error(psnr_per_image(pixels, pixels, crop=2)))
     assert stored["value"] is None and stored["flag"] == "inf"

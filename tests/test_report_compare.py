@@ -1,7 +1,7 @@
 import pytest
 
 from bench.cli import main
-from bench.report.compare import compare_rows
+from bench.report.comparison import compare_rows
 from tests.report_rows import row, store_rows
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from methods.errors import DiffbenchError
 from bench.report import plots, render_report
+from methods.errors import DiffbenchError
 from tests.report_rows import row, store_rows
 
 

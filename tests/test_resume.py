@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bench.config import load_suite
-from bench.runner import run_suite
+from bench.run.runner import run_suite
 from bench.store import ResultStore
 from tests.helpers import TINY_SUITE
 

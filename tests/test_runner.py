@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bench.config import load_suite
-from bench.runner import run_suite
+from bench.run.runner import run_suite
 from bench.store import ResultStore
 from methods import METHODS
 from methods.base import register_method
@@ -89,8 +89,8 @@ def test_non_finite_sampler_gives_nonfinite_row_and_suite_goes_on(write_suite, t
 
 def test_samples_do_not_depend_on_batch_size(write_suite, tmp_path):
     """The stored grid (first 16 samples) is identical when the suite's batch size changes."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     grids = []
     for batch in (8, 12):
         text = TINY_SUITE.replace("batch_size = 8", f"batch_size = {batch}")
@@ -161,7 +161,8 @@ def test_guided_cells_time_the_bare_forward_on_the_doubled_batch(guided_rows):
 
 def test_a_users_npz_dataset_runs_end_to_end(write_suite, tmp_path):
     import numpy as np
-    from bench.datasets import load_dataset
+
+    from bench.data.datasets import load_dataset
     digits = load_dataset("digits8")
     pixels = ((digits.images[:400, 0] + 1) * 127.5).round().to(torch.uint8).numpy()
     np.savez(tmp_path / "mydigits.npz", images=pixels, labels=digits.labels[:400].numpy())
@@ -175,7 +176,7 @@ def test_a_users_npz_dataset_runs_end_to_end(write_suite, tmp_path):
 
 def test_summary_of_a_row_with_a_null_fid_does_not_crash():
     from bench.rows import complete
-    from bench.runner import summarise
+    from bench.run.runner import summarise
     row = complete({"status": "ok", "nfe": 3, "metrics": {"fid": {"value": None, "flag": "nan"}},
                     "time_per_image_s": {"median": 0.01}})
     assert "fid=null (nan)" in summarise(row)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from bench.measure import CountingDenoiser
+from bench.run.cost import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.ddim import sample_ddim
 from methods.ddpm import alpha_bar, respaced_sigmas, sample_ddpm

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from bench.config import load_suite
-from bench.datasets import load_dataset
-from bench.metrics import load_extractor, reference_statistics
-from bench.quantize import to_uint8
-from bench.runner import run_suite
+from bench.data.datasets import load_dataset
+from bench.data.quantize import to_uint8
+from bench.quality.metrics import load_extractor, reference_statistics
+from bench.run.runner import run_suite
 from bench.store import ResultStore
 from tests.helpers import TINY_SUITE
 from tests.test_cli import one_line_error, run_cli

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from bench.datasets import load_dataset
-from bench.metrics import features_of, fid_statistics, load_extractor
-from bench.quantize import to_uint8
-from bench.scoring import CellScorer, Reference, block_ends, prefix_counts
-from bench.statistics import frechet_distance
+from bench.data.datasets import load_dataset
+from bench.data.quantize import to_uint8
+from bench.quality.metrics import features_of, fid_statistics, load_extractor
+from bench.quality.scoring import CellScorer, Reference, block_ends, prefix_counts
+from bench.quality.statistics import frechet_distance
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_blocks_and_prefixes_partition_the_sample_count():
 
 
 def peak_scoring_memory(digits, n):
-    from bench.measure import PeakMemory
+    from bench.run.cost import PeakMemory
     extractor, pixels, _, reference = digits
     scorer = CellScorer(extractor, reference, ["fid"], n, store_features=False)
     with PeakMemory(torch.device("cpu")) as memory:

@@ -3,7 +3,7 @@ Gaussian (moments and batch invariance are checked with every sampler in test_sa
 import pytest
 import torch
 
-from bench.measure import CountingDenoiser
+from bench.run.cost import CountingDenoiser
 from methods import METHODS, PerSampleRNG
 from methods.sde import geometric_sigmas, langevin_step, sample_sde_euler_maruyama, sample_sde_pc
 from tests.helpers import GaussianDenoiser

@@ -6,10 +6,10 @@ import pytest
 
 from bench.cli import main
 from bench.config import load_suite
-from methods.errors import DiffbenchError
 from bench.merge import merge_shards
-from bench.runner import run_suite, shard_cells
+from bench.run.runner import run_suite, shard_cells
 from bench.store import ResultStore, shard_file
+from methods.errors import DiffbenchError
 from tests.report_rows import row
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from methods.errors import DiffbenchError
-from bench.speed import Timings, compare_speed, judge, load_timings
+from bench.speed_regression import Timings, compare_speed, judge, load_timings
 from methods import METHODS, OBJECTIVES, PerSampleRNG, UNet, UNetConfig
+from methods.errors import DiffbenchError
 from tests.report_rows import row, store_rows
 
 TRIALS = 2000
@@ -62,7 +62,7 @@ def test_rounds_from_a_busy_machine_are_warned_about():
 
 
 def test_the_table_shows_whole_names_and_milliseconds():
-    from bench.speed import format_verdicts
+    from bench.speed_regression import format_verdicts
     name = "tests/benchmarks/test_samplers.py::test_sampler_speed[k-diffusion:dpmpp_2m_sde-eps-20]"
     rng = np.random.default_rng(5)
     rounds = synthetic_rounds(rng)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.statistics import (Moments, extrapolate_to_infinity, frechet_distance,
-                              sqrtm_frechet_distance)
+from bench.quality.statistics import (Moments, extrapolate_to_infinity, frechet_distance,
+                                      sqrtm_frechet_distance)
 
 
 def gaussian_stats(rng, dim, count, scale=1.0, shift=0.0):

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from methods.errors import DiffbenchError
 from bench.rows import finite_or_none
 from bench.store import ResultStore, latest_per_cell, read_rows, to_dataframe
+from methods.errors import DiffbenchError
 from tests.report_rows import row as report_row
 
 

@@ -3,11 +3,11 @@ the same bytes on every write, refused when tampered with."""
 import numpy as np
 import pytest
 
+from bench.quality.paired import fid
+from bench.quality.statistics import Moments, frechet_distance
+from bench.quality.stored_features import (load_cell_features, load_reference, save_cell_features,
+                                           save_reference)
 from methods.errors import DiffbenchError
-from bench.paired import fid
-from bench.statistics import Moments, frechet_distance
-from bench.stored_features import (load_cell_features, load_reference, save_cell_features,
-                                   save_reference)
 
 KEY = "0123456789abcdef0123"
 

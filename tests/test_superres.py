@@ -5,15 +5,14 @@ import pytest
 import torch
 
 from bench.config import load_suite
-from methods.errors import DiffbenchError
-from bench.measure import CountingDenoiser
-from bench.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
-from bench.quantize import to_uint8
-from bench.runner import run_suite
+from bench.data.degradation import check_scale, condition_of, downsample, lowres_of, upsample
+from bench.data.quantize import from_uint8, to_uint8
+from bench.quality.fidelity import lr_mse_per_image, psnr_per_image, ssim_per_image
+from bench.run.cost import CountingDenoiser
+from bench.run.runner import run_suite
 from bench.store import ResultStore
-from bench.quantize import from_uint8
-from bench.superres import check_scale, condition_of, downsample, lowres_of, upsample
 from methods import METHODS, PerSampleRNG
+from methods.errors import DiffbenchError
 from tests.helpers import TINY_SUITE, GaussianDenoiser, run_suite_text
 
 SHAPE = (1, 4, 4)
@@ -124,7 +123,7 @@ def test_lr_consistency_of_the_ground_truth_is_only_quantisation_error():
 
 
 def test_photos_split_keeps_every_test_tile_from_held_out_photographs():
-    from bench.datasets import PHOTO_PATCH, PHOTOS_TEST, PHOTOS_TRAIN, _photo, load_dataset
+    from bench.data.datasets import PHOTO_PATCH, PHOTOS_TEST, PHOTOS_TRAIN, _photo, load_dataset
     dataset = load_dataset("photos")
     assert not set(PHOTOS_TRAIN) & set(PHOTOS_TEST)
     test, _ = dataset.split("test")

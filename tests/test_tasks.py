@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from bench.quantize import to_uint8
+from bench.data.degradation import (SKETCH_BLOCK, SKETCH_LEVELS, inpaint_masks, lowres_of,
+                                    sketch_of, stroke_mask)
+from bench.data.quantize import to_uint8
+from bench.run.tasks import Task, TaskInputs
 from bench.store import ResultStore
-from bench.tasks import (SKETCH_BLOCK, SKETCH_LEVELS, Task, TaskInputs, inpaint_masks, sketch_of,
-                         stroke_mask)
-from bench.superres import lowres_of
 from tests.helpers import run_suite_text
 
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from bench.checkpoints import load_checkpoint
+from bench.models.checkpoints import load_checkpoint
+from bench.models.training import TrainBudget, learning_rate, train
 from methods.errors import DiffbenchError
-from bench.training import TrainBudget, learning_rate, train
 
 
 def make_problem():
@@ -64,7 +64,7 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def test_class_conditional_training_drops_ten_percent_of_labels():
-    from bench.recipes import ModelRecipe, ensure_trained
+    from bench.models.recipes import ModelRecipe, ensure_trained
     from methods import OBJECTIVES, UNetConfig
     from methods.base import Objective
     seen = []
@@ -143,7 +143,7 @@ def damage(path):
 @pytest.mark.parametrize("harm", ["current state damaged", "killed between the two state files",
                                   "both states damaged", "state truncated"])
 def test_a_damaged_training_state_falls_back_by_itself(tmp_path, harm):
-    from bench.checkpoints import previous_state
+    from bench.models.checkpoints import previous_state
     train(*dropout_problem(), 64, BUDGET, tmp_path / "straight", "t", {})
     model, loss_fn = dropout_problem()
     with pytest.raises(KeyboardInterrupt):
@@ -163,15 +163,15 @@ def test_a_damaged_training_state_falls_back_by_itself(tmp_path, harm):
 
 
 def test_a_kill_before_the_final_sidecar_retrains_nothing_and_completes(tmp_path, monkeypatch):
-    import bench.checkpoints
+    import bench.models.checkpoints
     train(*make_problem(), 64, BUDGET, tmp_path / "straight", "t", {})
-    real = bench.checkpoints.atomic_write
+    real = bench.models.checkpoints.atomic_write
 
     def killed_at_the_sidecar(path, data):
         if path.name == "model.safetensors.json":
             raise KeyboardInterrupt
         return real(path, data)
-    monkeypatch.setattr(bench.checkpoints, "atomic_write", killed_at_the_sidecar)
+    monkeypatch.setattr(bench.models.checkpoints, "atomic_write", killed_at_the_sidecar)
     with pytest.raises(KeyboardInterrupt):
         train(*make_problem(), 64, BUDGET, tmp_path / "resumed", "t", {"extra": 1},
               final_meta=lambda ema: {"accuracy": 0.5})
@@ -185,18 +185,18 @@ def test_a_kill_before_the_final_sidecar_retrains_nothing_and_completes(tmp_path
 
 
 def test_lenet_accuracy_is_recorded_even_after_a_kill_at_its_sidecar(monkeypatch, tmp_path):
-    import bench.checkpoints
-    from bench.features import lenet_extractor
+    import bench.models.checkpoints
+    from bench.quality.extractors import lenet_extractor
     monkeypatch.setenv("DIFFBENCH_CACHE", str(tmp_path))
-    real = bench.checkpoints.atomic_write
+    real = bench.models.checkpoints.atomic_write
 
     def killed(path, data):
         if path.name == "model.safetensors.json" and "lenet" in str(path):
             raise KeyboardInterrupt
         return real(path, data)
-    monkeypatch.setattr(bench.checkpoints, "atomic_write", killed)
+    monkeypatch.setattr(bench.models.checkpoints, "atomic_write", killed)
     with pytest.raises(KeyboardInterrupt):
         lenet_extractor("digits8")
-    monkeypatch.setattr(bench.checkpoints, "atomic_write", real)
+    monkeypatch.setattr(bench.models.checkpoints, "atomic_write", real)
     accuracy = lenet_extractor("digits8").info["test_accuracy"]
     assert isinstance(accuracy, float) and accuracy > 0.5

@@ -13,13 +13,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from methods.errors import DiffbenchError, StorageError
 from bench.paths import ensure_writable
-from methods.registry import validate_name
-from bench.report import captions, compare, html, latex, markdown, pairs, plots
-from bench.report.text import clean_strings
+from bench.report import captions, comparison, html, latex, markdown, pairs, plots
 from bench.report.board import Board, build_board, group_rows, ok, row_order
+from bench.report.text import clean_strings
 from bench.store import ResultStore, latest_per_cell, read_rows
+from methods.errors import DiffbenchError, StorageError
+from methods.registry import validate_name
 
 GRID_PATH = re.compile(r"samples/[0-9a-f]{8,64}\.png")
 OUTPUT_SUFFIXES = (".md", ".tex", ".html", ".png", ".pdf")
@@ -97,7 +97,7 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
                             out / "samples")
     if baseline is not None:
         baseline_rows, baseline_problems, baseline_dir = baseline
-        rendered.comparison = compare.compare_rows(rows, latest_per_cell(baseline_rows),
+        rendered.comparison = comparison.compare_rows(rows, latest_per_cell(baseline_rows),
                                                    store.directory, baseline_dir)
         rendered.against = str(against)
         rendered.notes += baseline_problems
@@ -240,8 +240,8 @@ def markdown_report(r: Rendered) -> str:
 
 def markdown_comparison(r: Rendered) -> list[str]:
     deltas, only_current, only_baseline = r.comparison
-    esc, number = markdown.escape, compare.number
-    lines = [f"## Against {esc(r.against)}", "", esc(compare.RULES), "",
+    esc, number = markdown.escape, comparison.number
+    lines = [f"## Against {esc(r.against)}", "", esc(comparison.RULES), "",
              "| cell | quantity | baseline | current | change | interval | verdict |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {esc(d.cell)} | {esc(d.quantity)} | {number(d.baseline)} | {number(d.current)} | "
@@ -277,7 +277,7 @@ def html_report(r: Rendered, out: Path) -> str:
 
 def html_comparison(r: Rendered) -> tuple[str, str]:
     deltas, only_current, only_baseline = r.comparison
-    number = compare.number
+    number = comparison.number
     heads = "".join(f"<th>{h}</th>" for h in ("cell", "quantity", "baseline", "current", "change",
                                                "interval", "verdict"))
     body = "".join(
@@ -287,6 +287,6 @@ def html_comparison(r: Rendered) -> tuple[str, str]:
         for d in deltas)
     extra = [f"only in this result set: {c}" for c in only_current]
     extra += [f"only in the baseline: {c}" for c in only_baseline]
-    return (f"Against {r.against}", html.paragraphs([compare.RULES])
+    return (f"Against {r.against}", html.paragraphs([comparison.RULES])
             + f'<div class="scroll"><table class="sortable"><thead><tr>{heads}</tr></thead>'
             f"<tbody>{body}</tbody></table></div>" + html.paragraphs(extra))

@@ -1,4 +1,4 @@
-"""Paired statistics of a table's rows from the features stored beside them (`bench.paired`):
+"""Paired statistics of a table's rows from the features stored beside them (`bench.quality.paired`):
 for every two rows the paired bootstrap interval of their FID difference, from which a row's
 statistical rank (1 + the rows significantly better than it: rows tied with the best share
 rank 1), the pairwise matrix and what pairing buys over the rows' separate standard errors."""
@@ -6,10 +6,10 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-from bench.paired import LEVEL, Difference, bootstrap_fids, difference
+from bench.quality.paired import LEVEL, Difference, bootstrap_fids, difference
+from bench.quality.stored_features import load_cell_features, load_reference
 from bench.report.board import model_identity, ok
 from bench.rows import Row, metric_error, metric_value
-from bench.stored_features import load_cell_features, load_reference
 
 Z = 1.96      # the normal quantile of a two-sided 95 % interval, for the unpaired comparison
 

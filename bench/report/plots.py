@@ -2,7 +2,8 @@
 re-rendered from the same rows is byte-identical).
 
 FID vs NFE and FID vs time per image (Pareto front marked) for generation; PSNR and SSIM vs FID
-for super-resolution, a swept hyper-parameter (headstart's `sigma_start`) tracing the trade-off;
+for the tasks with inputs, a swept hyper-parameter (headstart's `sigma_start`, SDEdit's `strength`)
+tracing the trade-off;
 the profiler's breakdown as stacked bars; the sample grids side by side.
 """
 import textwrap

@@ -6,7 +6,7 @@ Run: pytest tests/benchmarks -m slow --benchmark-enable
 import numpy as np
 import pytest
 
-from bench.statistics import frechet_distance, sqrtm_frechet_distance
+from bench.quality.statistics import frechet_distance, sqrtm_frechet_distance
 
 pytestmark = pytest.mark.slow
 

@@ -8,66 +8,69 @@ check a change for regressions:
     diffbench compare baseline.json now.json
 """
 import functools
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from bench.measure import synchronize
-from bench.recipes import RECIPES
-from bench.tasks import inpaint_masks, sketch_of
-from methods import METHODS, OBJECTIVES, PerSampleRNG, UNet
+from bench.config import SuiteConfig
+from bench.data.datasets import load_dataset
+from bench.models.recipes import default_recipe_name, resolve_recipe, untrained_denoiser
+from bench.run.cost import synchronize
+from bench.run.runner import class_labels, sampler_condition
+from bench.run.tasks import Task
+from methods import METHODS, PerSampleRNG
 from methods.classifier_guidance import NoiseAwareClassifier, log_prob_gradient
 
-BATCH, STEPS, SIZE, CLASSES = 16, 10, 28, 10
+BATCH, STEPS = 16, 10
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ROUNDS, WARMUP_ROUNDS = 10, 2
+DATASET = "mnist5k"                  # the mnist suites' images: 28x28 grey, 10 classes
+SUITE = SuiteConfig(name="speed", path="tests/benchmarks/test_sampler_speed.py", dataset=DATASET)
 
 
 def random_denoiser(kind: str) -> torch.nn.Module:
-    """The network of model kind `kind` at the mnist suites' size, random weights, seed 0."""
-    recipe = RECIPES.get(kind)
-    network = recipe.network.__class__(**{
-        **recipe.network.__dict__, "image_size": SIZE, "image_channels": 1,
-        "num_classes": CLASSES if recipe.network.num_classes else 0,
-        "cond_channels": 1 if recipe.superres else 0})
+    """The network the mnist suites' recipe for model kind `kind` builds, random weights, seed 0
+    (the recipe sized by the dataset as for training)."""
+    dataset = load_dataset(DATASET)
+    recipe = resolve_recipe(default_recipe_name(kind, DATASET), DATASET, "speed benchmark")
     torch.manual_seed(0)
-    return OBJECTIVES.get(recipe.objective).make_denoiser(UNet(network)).to(DEVICE).eval()
+    return untrained_denoiser(recipe.for_dataset(dataset)).to(DEVICE)
 
 
-def conditioning(method, denoiser) -> dict | None:
-    cond = {}
-    if method.model and method.model.endswith("-cond"):
-        cond.update(labels=torch.arange(BATCH, device=DEVICE) % CLASSES, null_label=CLASSES)
+def conditioning(method) -> dict | None:
+    """What the runner hands the sampler for the first BATCH samples of a cell: the task's
+    inputs from the dataset's test images, class labels, a classifier's gradient."""
+    indices = range(BATCH)
+    task = Task(method.task, "centre" if method.task == "inpaint" else "")
+    inputs = task.inputs(SUITE, load_dataset(DATASET), indices)
+    classes = load_dataset(DATASET).num_classes
+    conditional = bool(method.model and method.model.endswith("-cond"))
+    labels = (class_labels(SimpleNamespace(num_classes=classes), indices)
+              if conditional or method.classifier else None)
+    gradient = None
     if method.classifier:   # a random-weight classifier costs what a trained one does
         torch.manual_seed(0)
-        classifier = NoiseAwareClassifier(1, CLASSES).to(DEVICE).eval().requires_grad_(False)
-        cond.update(labels=torch.arange(BATCH, device=DEVICE) % CLASSES,
-                    classifier_gradient=functools.partial(log_prob_gradient, classifier))
-    images = torch.rand(BATCH, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    if method.task == "superres":
-        cond["lowres"] = images.to(DEVICE)
-    if method.task == "img2img":
-        cond["source"] = sketch_of(images).to(DEVICE)
-    if method.task == "inpaint":
-        cond.update(source=images.to(DEVICE), mask=inpaint_masks("centre", (1, SIZE, SIZE), range(BATCH)).to(DEVICE))
-    return cond or None
+        classifier = NoiseAwareClassifier(1, classes).to(DEVICE).eval().requires_grad_(False)
+        gradient = functools.partial(log_prob_gradient, classifier)
+    return sampler_condition(labels, classes, gradient, inputs, DEVICE)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_sampler_speed(benchmark, name):
     method = METHODS.get(name)
     denoiser = random_denoiser(method.model) if method.model else None
-    cond = conditioning(method, denoiser)
+    cond = conditioning(method)
 
     def setup():
         rng = PerSampleRNG(0, range(BATCH), DEVICE)
-        return (rng.randn((1, SIZE, SIZE)),), {"rng": rng}
+        return (rng.randn(load_dataset(DATASET).shape),), {"rng": rng}
 
     def sample(latents, rng):
         out = method.sample(denoiser, latents, STEPS, rng=rng, cond=cond, **method.defaults)
         synchronize(DEVICE)     # the round ends when the device has finished, not when queued
         return out
 
-    benchmark.extra_info.update(batch=BATCH, steps=STEPS, image_size=SIZE, device=str(DEVICE))
+    benchmark.extra_info.update(batch=BATCH, steps=STEPS, dataset=DATASET, device=str(DEVICE))
     out = benchmark.pedantic(sample, setup=setup, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS)
-    assert out.shape == (BATCH, 1, SIZE, SIZE) and torch.isfinite(out).all()
+    assert out.shape == (BATCH, *load_dataset(DATASET).shape) and torch.isfinite(out).all()

@@ -3,12 +3,12 @@ change from B (baseline) to A (current) and a verdict that respects the uncertai
 
 Verdict rules, written once here and in the report's note:
 - FID, when both rows stored their features (same seeds, same reference): the paired bootstrap
-  interval of the difference (`bench.paired`); better or worse only when it excludes 0;
+  interval of the difference (`bench.quality.paired`); better or worse only when it excludes 0;
 - a quality metric changes only when |delta| > 2 x sqrt(u_A^2 + u_B^2), u being each row's stored
   standard error (about a 95 % interval for a difference); without an error on both sides the
   verdict is "no interval"; rows measured under different metric protocols are "not comparable";
 - time per image, when both rows hold their timed rounds, is judged as `diffbench compare`
-  judges (`bench.speed.judge`): slower or faster only for a change beyond 5 % with a one-sided
+  judges (`bench.speed_regression.judge`): slower or faster only for a change beyond 5 % with a one-sided
   Mann-Whitney p < 0.01, and "too few rounds" when no ordering of that many rounds could reach
   it; rows without rounds fall back to: beyond both 5 % of the baseline and the two runs'
   combined spread of timed rounds, sqrt(IQR_A^2 + IQR_B^2).
@@ -18,12 +18,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.quality.paired import bootstrap_fids, difference
+from bench.quality.stored_features import load_cell_features, load_reference
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
 from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
+from bench.speed_regression import judge
 from methods.errors import DiffbenchError
-from bench.paired import bootstrap_fids, difference
-from bench.speed import judge
-from bench.stored_features import load_cell_features, load_reference
 
 TIME_MIN_EFFECT = 0.05
 Z = 2.0

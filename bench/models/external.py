@@ -288,7 +288,7 @@ def load_external(kind: str, source: str, options: dict, base: Path, dataset, su
                   where: str, device: str = "cpu"):
     """The LoadedModel of an external model, checked against the dataset (built once a process
     for the same file, configuration and dataset)."""
-    from bench.recipes import LoadedModel
+    from bench.models.recipes import LoadedModel
     options = check_options(source, options, where)
     path = Path(options["path"])
     if not path.exists():

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.data.quantize import from_uint8
 from methods.errors import DiffbenchError
-from bench.quantize import from_uint8
 from methods.registry import Registry
 
 SPLIT_SEED = 0

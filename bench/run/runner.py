@@ -7,37 +7,39 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import statistics
 import logging
+import statistics
+import textwrap
 import traceback
 from pathlib import Path
 
 import torch
 
-from bench.classifier import LoadedClassifier, load_classifier
-from bench.config import CellSpec, SuiteConfig
-from bench.datasets import ImageDataset, load_dataset
-from bench.measure import (CompileGuard, CountingDenoiser, CountingGradient, PeakMemory, Stopwatch,
-                           TimingSummary, median_forward_seconds)
-from bench.profiling import ProfiledDenoiser, profile_sampling
-from bench.metrics import (METRICS, PIXEL_METRICS, check_metrics_available, fid_protocol,
-                           load_extractor, protocol_fingerprint, reference_features,
-                           reference_statistics, statistics_file_protocol, stored_metric)
+from bench.config import CellSpec, SuiteConfig, load_suite
+from bench.data.datasets import ImageDataset, load_dataset
+from bench.data.quantize import NonFiniteSamples, to_uint8
+from bench.models.classifier import LoadedClassifier, load_classifier
+from bench.models.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
-from bench.provenance import provenance, utc_now
-from bench.quantize import NonFiniteSamples, to_uint8
-from bench.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
-from bench.distributed import broadcast_from_main, gather_on_main, is_main, main_first, rank, world_size
-from methods.errors import StorageError
-from bench.samples import save_grid
-from bench.stored_features import save_cell_features, save_reference
-from bench.scoring import BatchScores, CellScorer, Reference
+from bench.quality.metrics import (METRICS, PIXEL_METRICS, check_metrics_available, fid_protocol,
+                                   load_extractor, protocol_fingerprint, reference_features,
+                                   reference_statistics, statistics_file_protocol)
+from bench.quality.scoring import BatchScores, CellScorer, Reference, metric_records
+from bench.quality.stored_features import save_cell_features, save_reference
 from bench.rows import new_row
+from bench.run.cost import (CompileGuard, CountingDenoiser, CountingGradient, PeakMemory, Stopwatch,
+                            TimingSummary, median_forward_seconds)
+from bench.run.distributed import (broadcast_from_main, gather_on_main, is_main, main_first, rank,
+                                   world_size)
+from bench.run.grids import save_grid
+from bench.run.profiling import ProfiledDenoiser, profile_sampling
+from bench.run.provenance import provenance, utc_now
+from bench.run.tasks import Task, TaskInputs, task_of
 from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
-from bench.tasks import Task, TaskInputs, task_of
 from methods import METHODS, Method, PerSampleRNG
 from methods.classifier_guidance import log_prob_gradient
+from methods.errors import StorageError
 
 log = logging.getLogger("diffbench")
 
@@ -250,6 +252,16 @@ def stored_cell_key(row: dict, fingerprint: str) -> str:
     return identity_key(old[0])
 
 
+def run_suite_text(text: str, name: str, suite_dir: Path, results_root: Path) -> list[dict]:
+    """Write `text` as suite `name` (suite_dir/name.toml), run it into results_root and return its
+    stored rows: for the scripts and tests that build a suite on the fly."""
+    path = suite_dir / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    run_suite(load_suite(str(path)), results_root)
+    return ResultStore(results_root, name).read()[0]
+
+
 def shard_cells(cells: list, shard: tuple[int, int] | None) -> list[tuple[int, CellSpec]]:
     """(number, cell) of the cells shard (i, n) runs: every n-th cell from the i-th, so shards
     are disjoint, together cover the suite, and share its slow and fast cells alike."""
@@ -362,12 +374,19 @@ def requested_labels(run: CellRun, indices) -> torch.Tensor | None:
 def conditioning(run: CellRun, indices, inputs: TaskInputs | None, gradient=None) -> dict | None:
     """What the sampler is conditioned on: class labels, the classifier's gradient and the
     task's inputs (the upsampled LR image, the image to edit, the mask)."""
-    cond, device = {}, run.ctx.device
-    labels = requested_labels(run, indices)
+    classes = run.model.num_classes if run.model else 0
+    return sampler_condition(requested_labels(run, indices), classes, gradient, inputs, run.ctx.device)
+
+
+def sampler_condition(labels, num_classes: int, gradient, inputs: TaskInputs | None,
+                      device) -> dict | None:
+    """The `cond` dict of the Denoiser contract: labels with the classifier's gradient (classifier
+    guidance) or with the null label (a class-conditional model), and the task's inputs."""
+    cond = {}
     if gradient is not None:
         cond.update(labels=labels.to(device), classifier_gradient=gradient)
     elif labels is not None:
-        cond.update(labels=labels.to(device), null_label=run.model.num_classes)
+        cond.update(labels=labels.to(device), null_label=num_classes)
     if inputs is not None:
         cond.update({name: value.to(device) for name, value in inputs.cond.items()})
     return cond or None
@@ -408,7 +427,7 @@ def overhead(model, counter: CountingDenoiser, batch_seconds: float, in_situ: li
 
 
 def profile_cell(run: CellRun) -> dict:
-    """The profiler's breakdown of one extra full batch (see bench.profiling)."""
+    """The profiler's breakdown of one extra full batch (see bench.run.profiling)."""
     indices = range(run.config.batch_size)
     inputs = run.inputs(indices)
     return profile_sampling(lambda: generate(run, indices, inputs, wrap=ProfiledDenoiser),
@@ -501,7 +520,7 @@ def sample_and_score(run: CellRun, key: str) -> dict:
     """Samples the cell batch by batch, scoring each batch as it comes (memory does not grow
     with n_samples); peak memory covers both, timing only the sampler. Under torchrun the
     batches are dealt round-robin to the processes and rank 0 accumulates them in order (see
-    bench.distributed); elsewhere this is one process taking every batch."""
+    bench.run.distributed); elsewhere this is one process taking every batch."""
     config = run.config
     batches = -(-config.n_samples // config.batch_size)
     scorer, records, failure, own_timed_counter = scorer_for(run), [], None, None
@@ -546,7 +565,7 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
             run.model, sampled.timed_counter, timing.median * config.batch_size, in_situ, ctx.device),
         "profile": profile_cell(run) if config.profile else None,
         "nfe": nfe, "nfe_expected": method.planned_nfe(run.cell.steps, run.hparams),
-        "metrics": {name: stored_metric(name, *value) for name, value in sampled.scores.items()},
+        "metrics": metric_records(sampled.scores),
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": world_size() / timing.median if timing.median > 0 else None,
         "world_size": world_size(),

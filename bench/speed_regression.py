@@ -15,9 +15,9 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from methods.errors import DiffbenchError
 from bench.rows import Row
 from bench.store import read_rows
+from methods.errors import DiffbenchError
 
 MIN_EFFECT = 0.05
 ALPHA = 0.01

@@ -15,7 +15,7 @@ import dataclasses
 
 import numpy as np
 
-from bench.statistics import psd_sqrt
+from bench.quality.statistics import psd_sqrt
 
 LEVEL = 0.95
 RESAMPLES = 500

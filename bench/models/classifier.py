@@ -10,11 +10,11 @@ import logging
 
 import torch
 
-from bench.checkpoints import load_checkpoint, published_or_trained
-from bench.datasets import ImageDataset, load_dataset
-from methods.errors import DiffbenchError
-from bench.training import TrainBudget, train
+from bench.data.datasets import ImageDataset, load_dataset
+from bench.models.checkpoints import load_checkpoint, published_or_trained
+from bench.models.training import TrainBudget, train
 from methods.classifier_guidance import NoiseAwareClassifier, classifier_loss
+from methods.errors import DiffbenchError
 
 log = logging.getLogger("diffbench")
 CLASSIFIER_BUDGET = TrainBudget(steps=1500, batch_size=128, lr=2e-3, warmup_steps=50,

@@ -15,11 +15,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch_fidelity.utils import create_feature_extractor
 
-from bench.checkpoints import load_checkpoint, published_or_trained
-from bench.datasets import ImageDataset, load_dataset
+from bench.data.datasets import ImageDataset, load_dataset
+from bench.data.quantize import from_uint8
+from bench.models.checkpoints import load_checkpoint, published_or_trained
+from bench.models.training import TrainBudget, train
 from methods.errors import DiffbenchError
-from bench.quantize import from_uint8
-from bench.training import TrainBudget, train
 
 LENET_FEATURES = ("fc1", "logits")
 LENET_BUDGET = TrainBudget(steps=400, batch_size=128, lr=2e-3, warmup_steps=20, ema_decay=0.99,
@@ -135,8 +135,9 @@ def lenet_extractor(dataset_spec: str, device: str = "cpu", weights_path: str | 
 def inception_extractor(dataset_spec: str, device: str = "cpu",
                         weights_path: str | None = None) -> Extractor:
     """Inception FID features (2048-d pool3), any dataset; images are resized to 299 inside.
-    Weights: see `bench.inception.resolve_inception_weights`."""
-    from bench.inception import INCEPTION_FEATURE, INCEPTION_NAME, inception_extractor_module
+    Weights: see `bench.quality.inception.resolve_inception_weights`."""
+    from bench.quality.inception import (INCEPTION_FEATURE, INCEPTION_NAME,
+                                         inception_extractor_module)
     module, sha, weights = inception_extractor_module(weights_path)
     return Extractor(INCEPTION_NAME, module.to(device), sha, INCEPTION_FEATURE,
                      {"weights": f"{weights.source}: {weights.path.name}"}, rgb=True,

@@ -10,7 +10,7 @@ import torch
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
-from bench.measure import Stopwatch, synchronize
+from bench.run.cost import Stopwatch, synchronize
 from methods.denoisers import inherit_sigma_range
 
 SAMPLER_RANGE, DENOISER_RANGE = "diffbench.sampler", "diffbench.denoiser"

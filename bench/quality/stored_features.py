@@ -1,5 +1,5 @@
 """Per-sample features kept beside the rows, so that any two cells of a suite can be compared
-after the fact (`bench.paired`): results/<suite>/features/<cell key>.npz holds a cell's
+after the fact (`bench.quality.paired`): results/<suite>/features/<cell key>.npz holds a cell's
 features in seed order, and results/<suite>/reference/<protocol fingerprint>.npz what FID
 needs of the protocol's reference: its features when it has fewer images than dimensions
 (Inception's 2048-d at a few hundred images), else its mean and covariance (LeNet's 128-d).
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from methods.errors import DiffbenchError
-from bench.paired import Reference
 from bench.paths import atomic_write
+from bench.quality.paired import Reference
+from methods.errors import DiffbenchError
 
 FEATURES_DIR = "features"
 REFERENCE_DIR = "reference"

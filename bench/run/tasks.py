@@ -3,7 +3,7 @@
 Generation starts from noise alone. The other tasks start from an input made from the first
 `n_samples` test images (sample i gets test image i), so every method of a task edits the same
 images:
-- `superres`: the image downsampled (`bench.superres`); methods see it upsampled in
+- `superres`: the image downsampled (`bench.data.degradation`); methods see it upsampled in
   cond["lowres"]; PSNR / SSIM against the HR image, LR-consistency.
 - `img2img`: a coarse guide of the image (a "sketch": 4x4 block means, 4 grey levels per
   channel), the kind of unrealistic input SDEdit turns into a realistic image; cond["source"];
@@ -15,24 +15,19 @@ FID compares with the whole test split for super-resolution (as published) and w
 reference split for the others (their outputs must not be compared with their own sources).
 """
 import dataclasses
-import math
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
+from bench.data.degradation import (DEGRADATION, MASK_SEED, MASKS, SKETCH_BLOCK, SKETCH_LEVELS,
+                                    check_scale, condition_of, inpaint_masks, lowres_of, sketch_of)
+from bench.data.quantize import to_uint8
+from bench.quality.fidelity import (ROUNDING_NOISE_PSNR, fidelity_convention, known_error_per_image,
+                                    lr_mse_per_image, psnr_per_image, ssim_per_image)
 from methods.errors import DiffbenchError
-from bench.fidelity import (ROUNDING_NOISE_PSNR, fidelity_convention, known_error_per_image,
-                            lr_mse_per_image, psnr_per_image, ssim_per_image)
-from bench.quantize import from_uint8, to_uint8
-from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
 
 TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
           "inpaint": "Inpainting"}
-MASKS = {"centre": "the centre square of half the side", "half": "the right half",
-         "strokes": "4 seeded random brush strokes (4 segments each, radius 4-8 % of the side)"}
-SKETCH_BLOCK, SKETCH_LEVELS = 4, 4
-MASK_SEED = 20220401   # masks depend on the test image only, never on the cell's seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,57 +139,3 @@ class Task:
 
 def task_of(method, cell) -> Task:
     return Task(method.task, cell.mask or "centre" if method.task == "inpaint" else "")
-
-
-def sketch_of(images: torch.Tensor) -> torch.Tensor:
-    """The img2img guide: SKETCH_BLOCK-pixel block means quantised to SKETCH_LEVELS levels per
-    channel, then to uint8 as a stored image would be."""
-    blocks = F.avg_pool2d(images, SKETCH_BLOCK)
-    levels = ((blocks + 1) / 2 * (SKETCH_LEVELS - 1)).round() / (SKETCH_LEVELS - 1) * 2 - 1
-    coarse = levels.repeat_interleave(SKETCH_BLOCK, -2).repeat_interleave(SKETCH_BLOCK, -1)
-    return from_uint8(to_uint8(coarse))
-
-
-def inpaint_masks(kind: str, shape: tuple[int, int, int], indices) -> torch.Tensor:
-    """N x 1 x H x W masks, 1 where a pixel is known; for strokes, test image i's own."""
-    _, height, width = shape
-    if kind == "strokes":
-        return torch.stack([stroke_mask(height, width, int(i)) for i in indices])
-    known = torch.ones(1, 1, height, width)
-    if kind == "centre":
-        top, left = height // 4, width // 4
-        known[..., top:top + height // 2, left:left + width // 2] = 0
-    elif kind == "half":
-        known[..., width // 2:] = 0
-    else:
-        raise DiffbenchError(f"unknown inpainting mask {kind!r}; valid: {', '.join(MASKS)}")
-    return known.expand(len(indices), 1, height, width).clone()
-
-
-def stroke_mask(height: int, width: int, index: int, strokes: int = 4, segments: int = 4) -> torch.Tensor:
-    """1 x H x W: brush strokes (polylines of random direction, length and width) drawn by a
-    generator seeded by the image's index; 0 under a stroke."""
-    generator = torch.Generator().manual_seed(MASK_SEED * 1_000_003 + index)
-    uniform = lambda low, high: low + (high - low) * float(torch.rand((), generator=generator))
-    rows, cols = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
-    side = min(height, width)
-    hole = torch.zeros(height, width, dtype=torch.bool)
-    for _ in range(strokes):
-        radius = uniform(0.04, 0.08) * side
-        y, x = uniform(0, height), uniform(0, width)
-        for _ in range(segments):
-            angle, length = uniform(0, 2 * math.pi), uniform(0.15, 0.35) * side
-            y_end = min(max(y + length * math.sin(angle), 0), height)
-            x_end = min(max(x + length * math.cos(angle), 0), width)
-            hole |= _segment_distance(rows, cols, (y, x), (y_end, x_end)) <= radius
-            y, x = y_end, x_end
-    return (~hole).float().unsqueeze(0)
-
-
-def _segment_distance(rows, cols, start, end) -> torch.Tensor:
-    """Distance of each pixel centre from the segment start-end."""
-    (y0, x0), (y1, x1) = start, end
-    dy, dx = y1 - y0, x1 - x0
-    along = ((rows - y0) * dy + (cols - x0) * dx) / max(dy * dy + dx * dx, 1e-12)
-    along = along.clamp(0, 1)
-    return torch.hypot(rows - (y0 + along * dy), cols - (x0 + along * dx))

@@ -11,8 +11,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from methods.errors import DiffbenchError
 from bench.paths import atomic_write, checkpoint_folders, ensure_writable, published_models_dir
+from methods.errors import DiffbenchError
 
 log = logging.getLogger("diffbench")
 

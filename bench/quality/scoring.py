@@ -1,6 +1,6 @@
 """Scores a cell's samples batch by batch, as they are generated.
 
-Features go straight into float64 running moments (`bench.statistics.Moments`); a float16 copy
+Features go straight into float64 running moments (`bench.quality.statistics.Moments`); a float16 copy
 of each sample's features is kept for storage beside the row (paired comparisons, 2 bytes per
 dimension per sample), float32 ones only for the metrics that need every one (KID,
 precision/recall) and logits only for the Inception Score. Along the way the
@@ -13,10 +13,11 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from bench.features import Extractor
-from bench.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METRICS, extract,
-                           inception_score, kid, precision_recall)
-from bench.statistics import Moments, extrapolate_to_infinity, frechet_distance, mean_with_error
+from bench.quality.extractors import Extractor
+from bench.quality.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METRICS, extract,
+                                   inception_score, kid, precision_recall, stored_metric)
+from bench.quality.statistics import (Moments, extrapolate_to_infinity, frechet_distance,
+                                      mean_with_error)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,3 +182,8 @@ class CellScorer:
             for name, value in (("precision", precision), ("recall", recall)):
                 if name in self.metrics:
                     results[name] = (value, None)
+
+
+def metric_records(scores: dict[str, tuple[float, dict | None]]) -> dict:
+    """`finish()`'s scores as a row's metric entries, each with its metric's direction."""
+    return {name: stored_metric(name, *value) for name, value in scores.items()}

@@ -1,11 +1,11 @@
 """Quality metrics: features -> statistics -> number (torch-fidelity's chain).
 
 Every metric is registered with its direction. Feature-space metrics take the features of a
-registered extractor: FID (Frechet distance of feature Gaussians, `bench.statistics`), FID_inf,
+registered extractor: FID (Frechet distance of feature Gaussians, `bench.quality.statistics`), FID_inf,
 KID, precision/recall and the Inception Score come from torch-fidelity's own functions;
 `class_acc` is the domain classifier's accuracy on class-conditional samples. The per-image
 metrics (PSNR, SSIM, LR-consistency, inpainting's known-region error) compare each output with
-its task's target (`bench.tasks`, `bench.fidelity`).
+its task's target (`bench.run.tasks`, `bench.quality.fidelity`).
 Reference features and statistics are cached by dataset hash, split, extractor and its weights.
 """
 import dataclasses
@@ -18,14 +18,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.datasets import load_dataset
-from methods.errors import DiffbenchError
-from bench.features import Extractor, inception_extractor, lenet_extractor
+from bench.data.datasets import load_dataset
+from bench.data.quantize import QUANTISATION, to_uint8
 from bench.paths import atomic_write, cache_dir
-from bench.quantize import QUANTISATION, to_uint8
-from methods.registry import Registry
+from bench.quality.extractors import Extractor, inception_extractor, lenet_extractor
+from bench.quality.statistics import Moments
 from bench.rows import MetricEntry, metric_entry
-from bench.statistics import Moments
+from methods.errors import DiffbenchError
+from methods.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,7 @@ EXTRACTORS.register("inception", inception_extractor)
 
 def load_extractor(name: str, dataset_spec: str, weights_path: str | None = None) -> Extractor:
     """`lenet` resolves to the LeNet trained on the suite's dataset (`lenet-<dataset>`);
-    `inception` to torch-fidelity's network with weights resolved as bench.inception says."""
+    `inception` to torch-fidelity's network with weights resolved as bench.quality.inception says."""
     return EXTRACTORS.get(name)(dataset_spec, weights_path=weights_path)
 
 

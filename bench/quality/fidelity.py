@@ -3,6 +3,7 @@ LR-consistency. Per image, on the uint8 output, with the convention every SR row
 import numpy as np
 import torch
 
+
 def fidelity_convention(channels: int, scale: int) -> dict:
     """How PSNR and SSIM are computed (stored in every superres row's protocol)."""
     return {"colour": "Y of YCbCr (ITU-R BT.601, as MATLAB rgb2ycbcr)" if channels == 3 else "grey",
@@ -75,8 +76,8 @@ def known_error_per_image(output_uint8: torch.Tensor, input_uint8: torch.Tensor,
 
 def lr_mse_per_image(output_uint8: torch.Tensor, lowres: torch.Tensor, scale: int) -> np.ndarray:
     """Per image, MSE between the downsampled output and the LR input, both as [0, 1] pixels."""
-    from bench.quantize import from_uint8
-    from bench.superres import downsample
+    from bench.data.degradation import downsample
+    from bench.data.quantize import from_uint8
     degraded = downsample(from_uint8(output_uint8), scale)
     return ((degraded - lowres) / 2).pow(2).flatten(1).mean(1).double().cpu().numpy()
 

@@ -16,8 +16,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from bench.checkpoints import load_state, save_checkpoint, save_state
-from bench.precision import autocast
+from bench.models.checkpoints import load_state, save_checkpoint, save_state
+from bench.models.precision import autocast
 
 log = logging.getLogger("diffbench")
 STATE_FILE = "train-state.safetensors"

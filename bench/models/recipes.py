@@ -12,16 +12,16 @@ from typing import Any, Mapping
 
 import torch
 
-from bench.checkpoints import checkpoint_exists, load_checkpoint
-from bench.datasets import ImageDataset, load_dataset
-from methods.errors import DiffbenchError
+import bench.models.precision
+from bench.data.datasets import ImageDataset, load_dataset
+from bench.data.degradation import DEGRADATION, check_scale, condition_of, lowres_of
+from bench.models.checkpoints import checkpoint_exists, load_checkpoint
+from bench.models.precision import PRECISIONS, resolve_precision, step_timer
+from bench.models.training import TrainBudget, train
 from bench.paths import cache_dir, checkpoint_folders, ensure_writable
-import bench.precision
-from bench.precision import PRECISIONS, resolve_precision, step_timer
-from bench.superres import DEGRADATION, check_scale, condition_of, lowres_of
-from methods.registry import Registry, typed_like, validate_number
-from bench.training import TrainBudget, train
 from methods import OBJECTIVES, UNet, UNetConfig
+from methods.errors import DiffbenchError
+from methods.registry import Registry, typed_like, validate_number
 
 log = logging.getLogger("diffbench")
 FORMAT_VERSION = 2    # 2: the budget's resolved precision replaces its bf16 flag
@@ -179,7 +179,7 @@ def model_kinds(config) -> list[str]:
 
 def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]:
     """Model kind -> loaded external model, for the suite's kinds given a `source`."""
-    from bench.external import load_external
+    from bench.models.external import load_external
     from methods import METHODS
     models = {}
     for kind in model_kinds(config):
@@ -202,7 +202,7 @@ class LoadedModel:
     num_classes: int           # class-conditional: labels 0..K-1, and K the unconditional one
     meta: dict                 # the sidecar, or an external model's description; has "cache_key"
     path: Path                 # the weights file (published, cached or external)
-    recipe: ModelRecipe | None = None   # None: an external model (bench.external)
+    recipe: ModelRecipe | None = None   # None: an external model (bench.models.external)
 
 
 def model_folder_name(recipe: ModelRecipe, dataset: ImageDataset) -> str:
@@ -215,7 +215,7 @@ def find_model(recipe: ModelRecipe, dataset: ImageDataset) -> Path | None:
     comparable with the leaderboards); from the cache, the one this machine would train (either,
     when its bf16 support is unknown and deciding would take a timing probe)."""
     requested = recipe.budget.precision
-    support = bench.precision.cpu_bf16_support()   # looked up here, so tests can fake it
+    support = bench.models.precision.cpu_bf16_support()   # looked up here, so tests can fake it
     if requested != "auto":
         published = cached = [requested]
     else:

@@ -1,0 +1,1 @@
+"""Datasets, their pixels, and the degradations tasks make of them."""

@@ -9,8 +9,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bench.data.datasets import DATASETS
+from bench.data.datasets import DATASETS, load_dataset
+from bench.data.degradation import MASKS
+from bench.models.recipes import (RECIPES, default_recipe_name, load_suite_external, suite_recipes,
+                                  untrained_denoiser)
 from bench.paths import REPO_ROOT
+from bench.plugins import load_plugins
+from bench.quality.metrics import EXTRACTORS, METRICS
+from methods import METHODS
 from methods.errors import DiffbenchError
 from methods.registry import typed_like, validate_name, validate_number
 
@@ -41,7 +47,6 @@ class CellSpec:
     @property
     def model_kind(self) -> str | None:
         """The suite model the cell samples from: its `model`, else its method's."""
-        from methods import METHODS
         return self.model or METHODS.get(self.method).model
 
 
@@ -71,7 +76,6 @@ class SuiteConfig:
     cells: tuple[CellSpec, ...] = ()
 
     def model_spec(self, kind: str) -> ModelSpec:
-        from bench.models.recipes import default_recipe_name
         return dict(self.models).get(kind) or ModelSpec(default_recipe_name(kind, self.dataset))
 
 
@@ -124,7 +128,6 @@ def load_suite(spec: str, inception_weights: str | None = None, plugins=()) -> S
 
 
 def load_suite_plugins(data: dict, path: Path, extra=()) -> None:
-    from bench.plugins import load_plugins
     written = _table(data.get("suite", {}), "[suite]", str(path)).get("plugins", [])
     written = typed_like(written, (), f"{path}: [suite].plugins", str)
     load_plugins(extra)
@@ -247,10 +250,6 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
 
 
 def _validate(config: SuiteConfig, where: str) -> None:
-    from bench.data.degradation import MASKS
-    from bench.models.recipes import RECIPES
-    from bench.quality.metrics import EXTRACTORS, METRICS
-    from methods import METHODS
 
     def named(registry, name, what):
         if name not in registry:
@@ -319,8 +318,6 @@ def _validate(config: SuiteConfig, where: str) -> None:
 def _validate_models(config: SuiteConfig, where: str) -> None:
     """Every model the suite's cells need: a recipe whose overrides have the right names, types
     and ranges and whose network builds for the suite's images."""
-    from bench.data.datasets import load_dataset
-    from bench.models.recipes import load_suite_external, suite_recipes, untrained_denoiser
     dataset = load_dataset(config.dataset)
     for kind, recipe in suite_recipes(config).items():
         recipe = recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
@@ -332,7 +329,6 @@ def _validate_models(config: SuiteConfig, where: str) -> None:
 def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> None:
     """Each cell on the model gets a schedule from it (a discrete-time method needs the
     training noise levels of a discrete-time model; a library's schedule checks its options)."""
-    from methods import METHODS
     for cell in config.cells:
         method = METHODS.get(cell.method)
         if cell.model_kind != kind:

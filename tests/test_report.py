@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from bench.paths import REPO_ROOT
 from bench.report import render_report
 from bench.report.board import Group, build_board, competition_ranks
 from bench.report.latex import escape as latex_escape
@@ -186,7 +187,8 @@ def test_user_strings_are_escaped_in_html_and_latex(tmp_path):
     assert "note=a_b%&amp;$#" in page
     tex = (out / "tables.tex").read_text()
     assert HOSTILE not in tex and AWKWARD not in tex
-    assert r"\textless{}script\textgreater{}" in tex and r"a\_b\%\&\$\#" in tex
+    # escaped, and breakable after '_' in a wrapped column
+    assert r"\textless{}script\textgreater{}" in tex and r"a\_\allowbreak{}b\%\&\$\#" in tex
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -264,3 +266,18 @@ def test_a_grid_path_outside_the_results_is_ignored(tmp_path):
     out = render(tmp_path, sneaky)
     written = [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]
     assert all(out in p.parents for p in written) and not (out / "samples").exists()
+
+
+PUBLISHED = sorted(p.parent.name for p in (REPO_ROOT / "reports").glob("*/tables.tex"))
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+@pytest.mark.parametrize("suite", PUBLISHED)
+def test_every_published_table_fits_its_page(tmp_path, suite):
+    """No overfull box: each table fits the text width (landscape when needed), its text columns
+    wrapped and broken inside long identifiers, its quality and cost columns split into two
+    tables when the numbers alone are too wide."""
+    shutil.copy(REPO_ROOT / "reports" / suite / "tables.tex", tmp_path)
+    compile_latex(tmp_path)
+    overfull = re.findall(r"Overfull \\hbox \(([\d.]+)pt", (tmp_path / "tables.log").read_text())
+    assert not overfull, f"{suite}: boxes {overfull} pt too wide"

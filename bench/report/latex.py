@@ -19,6 +19,7 @@ PAPER_COLUMNS = ("nfe", "time_ms", "memory_mib")   # besides the quality metrics
 PORTRAIT_WIDTH_CM = 17.0     # A4 with 2 cm margins
 LANDSCAPE_WIDTH_CM = 23.0    # US letter turned, 2 cm margins (A4 gives 25.7)
 MIN_TEXT_CM = 2.5            # a wrapped text column is never narrower
+ESTIMATE_SLACK_CM = 0.7      # widths are estimated from character counts: keep this much spare
 COMMANDS = re.compile(r"\\[a-zA-Z]+|[{}$]")
 
 
@@ -27,6 +28,14 @@ def escape(text) -> str:
     a stock pdflatex cannot typeset become '?'."""
     out = "".join(LATEX_SPECIALS.get(ch, ch) for ch in clean_text(text))
     return out.encode("ascii", "replace").decode("ascii")
+
+
+def breakable(text) -> str:
+    """Escaped text that a wrapped column may also break after '_', ':' and '=' and inside
+    CamelCase (method names such as k-diffusion:dpmpp_2s_ancestral or
+    diffusers:DPMSolverMultistepScheduler are longer than a narrow column)."""
+    text = re.sub(r"(\\_|:|=)", r"\1\\allowbreak{}", escape(text))
+    return re.sub(r"([a-z])([A-Z])", r"\1\\allowbreak{}\2", text)     # and inside CamelCase
 
 
 def cell_text(cell: Cell) -> str:
@@ -110,16 +119,29 @@ def nfe_chunks(names_cm: float, columns_cm: list[float]) -> list[slice]:
     return chunks + [slice(start, len(columns_cm))]
 
 
+def column_widths(heads: list[str], rows: list[list[str]], text_columns: int) -> list[float]:
+    """Each column's natural width (cm), number columns with their headers stacked."""
+    lines = [[h] for h in heads[:text_columns]] + [head_lines(h) for h in heads[text_columns:]]
+    return [text_width_cm(h + [r[i] for r in rows]) for i, h in enumerate(lines)]
+
+
+def fits_landscape(heads: list[str], rows: list[list[str]], text_columns: int) -> bool:
+    """Whether the number columns leave the text columns at least their wrapped minimum."""
+    widths = column_widths(heads, rows, text_columns)
+    text = sum(min(w, MIN_TEXT_CM) for w in widths[:text_columns])
+    return text + sum(widths[text_columns:]) <= LANDSCAPE_WIDTH_CM - ESTIMATE_SLACK_CM
+
+
 def long_table(heads: list[str], rows: list[list[str]], text_columns: int, title: str,
                note: str) -> list[str]:
     r"""A booktabs longtable in \small, split across pages with its header repeated; turned to
     landscape when its columns cannot fit the portrait text width (no shrinking to fit)."""
     lines = [[h] for h in heads[:text_columns]] + [head_lines(h) for h in heads[text_columns:]]
+    widths = column_widths(heads, rows, text_columns)
     heads = [stacked(h) for h in lines]
-    widths = [text_width_cm(h + [r[i] for r in rows]) for i, h in enumerate(lines)]
-    landscape = sum(widths) > PORTRAIT_WIDTH_CM
-    spec = text_spec(widths[:text_columns], (LANDSCAPE_WIDTH_CM if landscape else PORTRAIT_WIDTH_CM)
-                     - sum(widths[text_columns:])) + "r" * (len(heads) - text_columns)
+    landscape = sum(widths) > PORTRAIT_WIDTH_CM - ESTIMATE_SLACK_CM
+    room = (LANDSCAPE_WIDTH_CM if landscape else PORTRAIT_WIDTH_CM) - ESTIMATE_SLACK_CM
+    spec = text_spec(widths[:text_columns], room - sum(widths[text_columns:])) + "r" * (len(heads) - text_columns)
     head = " & ".join(heads) + r" \\"
     lines = [r"\begin{landscape}" if landscape else "", r"{\small", rf"\begin{{longtable}}{{{spec}}}",
              rf"\caption{{{title}}}\\", r"\toprule", head, r"\midrule", r"\endfirsthead",
@@ -131,21 +153,38 @@ def long_table(heads: list[str], rows: list[list[str]], text_columns: int, title
 
 
 def table(board: Board, hardware: str) -> list[str]:
+    """The group's table; when its numbers leave too little room even on a landscape page, two
+    tables over the same rows: quality (with NFE) and cost."""
     keep = [i for i, c in enumerate(board.columns)
             if (c.metric or c.key in PAPER_COLUMNS) and not c.rank_of]
+    parts = [("", keep)]
+    if not fits_landscape(*table_cells(board, keep), len(ROW_TEXT)):
+        nfe = [i for i in keep if board.columns[i].key == "nfe"]
+        parts = [(" Quality.", [i for i in keep if board.columns[i].metric or i in nfe]),
+                 (" Cost.", nfe + [i for i in keep if not board.columns[i].metric and i not in nfe])]
+    lines = []
+    for title, columns in parts:
+        heads, rows = table_cells(board, columns)
+        lines += long_table(heads, rows, len(ROW_TEXT), caption(board, hardware) + title,
+                            footnote(board))
+    return lines
+
+
+def table_cells(board: Board, columns: list[int]) -> tuple[list[str], list[list[str]]]:
+    """Heads and rows (successful ones) of the text columns, steps and `columns`."""
     heads = ([escape(name.capitalize()) for name, _ in ROW_TEXT] + ["Steps"]
-             + [header(board.columns[i]) for i in keep])
-    rows = [[escape(text(row)) for _, text in ROW_TEXT] + [escape(steps_text(row))]
-            + [cell_text(cells[i]) for i in keep]
+             + [header(board.columns[i]) for i in columns])
+    rows = [[breakable(text(row)) for _, text in ROW_TEXT] + [escape(steps_text(row))]
+            + [cell_text(cells[i]) for i in columns]
             for row, cells in zip(board.rows, board.cells) if row.get("status") == "ok"]
-    return long_table(heads, rows, len(ROW_TEXT), caption(board, hardware), footnote(board))
+    return heads, rows
 
 
 def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
     names, nfes, grid = pivot(board.group, metric)
     if len(nfes) < 2:
         return []
-    rows = [[escape(name), escape(model)] + ["--" if cell is None else cell_text(cell) for cell in cells]
+    rows = [[breakable(name), breakable(model)] + ["--" if cell is None else cell_text(cell) for cell in cells]
             for (name, model), cells in zip(names, grid)]
     heads = ["Method", "Model"] + [f"NFE {n}" for n in nfes]
     widths = [text_width_cm([h] + [r[i] for r in rows]) for i, h in enumerate(heads)]

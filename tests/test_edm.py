@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from methods import METHODS, PerSampleRNG
+from methods import METHODS
 from methods.denoisers import EDMPrecond
 from methods.edm import karras_sigmas
 from tests.test_samplers import SHAPE, run

@@ -100,7 +100,7 @@ def test_changing_the_weights_reruns_the_cells(write_suite, tmp_path):
 
 
 def test_the_scheduler_config_beside_the_unet_sets_the_schedule(write_suite, tmp_path):
-    folder = save_unet(tmp_path / "pipe" / "unet")
+    save_unet(tmp_path / "pipe" / "unet")
     diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                             num_train_timesteps=500).save_pretrained(tmp_path / "pipe" / "scheduler")
     model = load_models(load_suite(str(external_suite(write_suite, "diffusers", tmp_path / "pipe"))),

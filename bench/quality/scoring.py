@@ -15,7 +15,9 @@ import torch
 
 from bench.quality.extractors import Extractor
 from bench.quality.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METRICS, extract,
-                                   inception_score, kid, precision_recall, stored_metric)
+                                   fid_protocol, inception_score, kid, precision_recall,
+                                   reference_features, reference_statistics,
+                                   statistics_file_protocol, stored_metric)
 from bench.quality.statistics import (Moments, extrapolate_to_infinity, frechet_distance,
                                       mean_with_error)
 
@@ -27,6 +29,25 @@ class Reference:
     stats: dict
     count: int
     features: torch.Tensor | None = None
+
+
+def split_reference(extractor: Extractor, dataset: str, split: str, n_samples: int,
+                    metrics) -> tuple[Reference, dict]:
+    """Samples compared with a dataset split: its statistics (and its features when a metric
+    needs them), and the metric protocol that names it."""
+    stats, count = reference_statistics(extractor, dataset, split)
+    needs_features = any(METRICS.get(m).needs == "features" for m in metrics)
+    features = reference_features(extractor, dataset, split) if needs_features else None
+    return (Reference(stats, count, features),
+            fid_protocol(extractor, dataset, split, stats, count, n_samples, metrics))
+
+
+def file_reference(extractor: Extractor, path: str, probe: torch.Tensor, n_samples: int, metrics,
+                   where: str) -> tuple[Reference, dict]:
+    """Samples compared with FID statistics from a file (mu, sigma; no features), checked against
+    `probe` pixels shaped like the samples."""
+    stats, count, protocol = statistics_file_protocol(extractor, path, probe, n_samples, metrics, where)
+    return Reference(stats, count or 0), protocol
 
 
 def block_ends(n_samples: int, blocks: int) -> list[int]:

@@ -22,10 +22,10 @@ from bench.models.classifier import LoadedClassifier, load_classifier
 from bench.models.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
-from bench.quality.metrics import (METRICS, PIXEL_METRICS, check_metrics_available, fid_protocol,
-                                   load_extractor, protocol_fingerprint, reference_features,
-                                   reference_statistics, statistics_file_protocol)
-from bench.quality.scoring import BatchScores, CellScorer, Reference, metric_records
+from bench.quality.metrics import (PIXEL_METRICS, check_metrics_available, load_extractor,
+                                   protocol_fingerprint, reference_features)
+from bench.quality.scoring import (BatchScores, CellScorer, Reference, file_reference,
+                                   metric_records, split_reference)
 from bench.quality.stored_features import save_cell_features, save_reference
 from bench.rows import new_row
 from bench.run.cost import (CompileGuard, CountingDenoiser, CountingGradient, PeakMemory, Stopwatch,
@@ -153,25 +153,13 @@ def task_protocol(config: SuiteConfig, extractor, task: Task) -> tuple[Reference
     task.check(config, dataset)
     metrics = task_metrics(config, task)
     if task.name != "superres" and config.reference_stats:
-        reference, protocol = statistics_file_reference(config, extractor, metrics)
-        return reference, {**protocol, **task.protocol(config, dataset)}
-    split = task.reference_split(config)
-    stats, count = reference_statistics(extractor, config.dataset, split)
-    needs_features = any(METRICS.get(m).needs == "features" for m in metrics)
-    reference = Reference(stats, count, reference_features(extractor, config.dataset, split)
-                          if needs_features else None)
-    protocol = fid_protocol(extractor, config.dataset, split, stats, count, config.n_samples,
-                            metrics)
+        reference, protocol = file_reference(extractor, config.reference_stats,
+                                             to_uint8(dataset.images[:1]), config.n_samples, metrics,
+                                             f"{config.path}: [suite].reference_stats")
+    else:
+        reference, protocol = split_reference(extractor, config.dataset, task.reference_split(config),
+                                              config.n_samples, metrics)
     return reference, {**protocol, **task.protocol(config, dataset)}
-
-
-def statistics_file_reference(config: SuiteConfig, extractor, metrics) -> tuple[Reference, dict]:
-    """Generated samples compared with FID statistics from a file (`reference_stats`)."""
-    probe = to_uint8(load_dataset(config.dataset).images[:1])
-    stats, count, protocol = statistics_file_protocol(extractor, config.reference_stats, probe,
-                                                      config.n_samples, metrics,
-                                                      f"{config.path}: [suite].reference_stats")
-    return Reference(stats, count or 0), protocol
 
 
 def model_of(ctx: SuiteContext, cell: CellSpec) -> LoadedModel | None:

@@ -22,10 +22,9 @@ import torch
 
 from bench.data.datasets import load_dataset
 from bench.data.quantize import to_uint8
-from bench.quality.metrics import (METRICS, check_metrics_available, fid_protocol, load_extractor,
-                                   protocol_fingerprint, reference_features, reference_statistics,
-                                   statistics_file_protocol)
-from bench.quality.scoring import CellScorer, Reference, metric_records
+from bench.quality.metrics import (METRICS, check_metrics_available, load_extractor,
+                                   protocol_fingerprint)
+from bench.quality.scoring import CellScorer, file_reference, metric_records, split_reference
 from bench.rows import SCORED, new_row
 from bench.run.grids import save_grid
 from bench.run.provenance import provenance, utc_now
@@ -96,16 +95,11 @@ def score_samples(samples_spec: str, ref_spec: str, metrics=("fid",), feature_ex
         check_shapes(samples.shape, load_dataset(ref_spec).shape, samples_spec, ref_spec)
     n_samples = len(pixels)
     if from_file:
-        stats, count, protocol = statistics_file_protocol(extractor, ref_spec, pixels, n_samples,
-                                                          metrics, "--ref")
-        reference = Reference(stats, count or 0)
+        reference, protocol = file_reference(extractor, ref_spec, pixels, n_samples, metrics, "--ref")
         named = types.SimpleNamespace(name=Path(ref_spec).name, content_hash=protocol[
             "reference"]["statistics_file_sha256"][:16])
     else:
-        stats, count = reference_statistics(extractor, ref_spec, ref_split)
-        reference = Reference(stats, count, reference_features(extractor, ref_spec, ref_split)
-                              if needs_features else None)
-        protocol = fid_protocol(extractor, ref_spec, ref_split, stats, count, n_samples, metrics)
+        reference, protocol = split_reference(extractor, ref_spec, ref_split, n_samples, metrics)
         named = load_dataset(ref_spec)
     scorer = CellScorer(extractor, reference, metrics, n_samples)
     for start in range(0, n_samples, batch_size):

@@ -134,7 +134,7 @@ def store_reference(config, extractor, task: Task, reference: Reference, protoco
     """The task's reference beside the rows, for paired comparisons: its features when it has
     fewer images than feature dimensions (and comes from a dataset split), else its statistics."""
     features = None
-    if not (task.name != "superres" and config.reference_stats) and reference.count < len(reference.stats["mu"]):
+    if not task.uses_statistics_file(config) and reference.count < len(reference.stats["mu"]):
         features = reference_features(extractor, config.dataset, task.reference_split(config)).numpy()
     return save_reference(directory, protocol_fingerprint(protocol), reference.stats, features)
 
@@ -152,7 +152,7 @@ def task_protocol(config: SuiteConfig, extractor, task: Task) -> tuple[Reference
     dataset = load_dataset(config.dataset)
     task.check(config, dataset)
     metrics = task_metrics(config, task)
-    if task.name != "superres" and config.reference_stats:
+    if task.uses_statistics_file(config):
         reference, protocol = file_reference(extractor, config.reference_stats,
                                              to_uint8(dataset.images[:1]), config.n_samples, metrics,
                                              f"{config.path}: [suite].reference_stats")
@@ -489,6 +489,8 @@ def grid_part(run: CellRun, pixels, indices, inputs: TaskInputs | None) -> torch
     if inputs is None:
         return pixels[:max(0, size - start)]
     keep = max(0, size // 4 - start)
+    if keep == 0:                       # the grid is full: nothing to convert
+        return pixels[:0]
     triplets = [run.task.shown(inputs)[:keep], pixels[:keep], to_uint8(inputs.original[:keep])]
     return torch.stack(triplets, 1).flatten(0, 1)
 

@@ -57,6 +57,11 @@ class Task:
     def reference_split(self, config) -> str:
         return "test" if self.name == "superres" else config.reference_split
 
+    def uses_statistics_file(self, config) -> bool:
+        """Compared with the suite's `reference_stats` file rather than a dataset split (every
+        task but super-resolution, when the suite gives one)."""
+        return self.name != "superres" and bool(config.reference_stats)
+
     def metrics(self) -> tuple[str, ...]:
         """The per-image metrics the task always computes."""
         return {"superres": ("psnr", "ssim", "lr_mse"), "img2img": ("psnr", "ssim"),
@@ -138,4 +143,4 @@ class Task:
 
 
 def task_of(method, cell) -> Task:
-    return Task(method.task, cell.mask or "centre" if method.task == "inpaint" else "")
+    return Task(method.task, (cell.mask or "centre") if method.task == "inpaint" else "")

@@ -32,6 +32,16 @@ steps = [2, 4]
 
 
 
+# A tiny EDM model on digits8 (20 training steps), for suites of EDM-model methods.
+TINY_EDM_MODEL = """
+[models.edm]
+recipe = "edm"
+steps = 20
+base_channels = 8
+channel_mult = [1, 2]
+"""
+
+
 def run_suite_text(directory: Path, text: str, name: str = "tiny") -> Path:
     """Run the suite `text` with its results under `directory`; returns the results folder.
     For module-scoped fixtures that share one run between tests."""

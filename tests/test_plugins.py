@@ -9,7 +9,7 @@ from bench import plugins
 from bench.config import load_suite
 from methods import METHODS, PerSampleRNG
 from methods.errors import DiffbenchError
-from tests.helpers import TINY_SUITE
+from tests.helpers import TINY_EDM_MODEL, TINY_SUITE
 from tests.test_cli import one_line_error, run_cli
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin_dpm_solver.py"
@@ -171,11 +171,7 @@ dataset = "digits8"
 n_samples = 24
 batch_size = 8
 
-[models.edm]
-recipe = "edm"
-steps = 20
-base_channels = 8
-channel_mult = [1, 2]
+""" + TINY_EDM_MODEL + """
 
 [[cells]]
 method = "dpmpp-2m"

@@ -10,7 +10,7 @@ from bench.data.degradation import (SKETCH_BLOCK, SKETCH_LEVELS, inpaint_masks, 
 from bench.data.quantize import to_uint8
 from bench.run.tasks import Task, TaskInputs
 from bench.store import ResultStore
-from tests.helpers import run_suite_text
+from tests.helpers import TINY_EDM_MODEL, run_suite_text
 
 
 def test_the_centre_mask_holes_the_centre_square_of_half_the_side():
@@ -95,11 +95,7 @@ batch_size = 8
 grid_size = 16
 metrics = ["fid"]
 
-[models.edm]
-recipe = "edm"
-steps = 20
-base_channels = 8
-channel_mult = [1, 2]
+""" + TINY_EDM_MODEL + """
 
 [[cells]]
 method = "sdedit"

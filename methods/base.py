@@ -1,6 +1,7 @@
 """The contracts every method shares, and a plugin author codes against: the Denoiser, the
 sampler and schedule signatures, per-sample randomness, and the method and objective entries."""
 import dataclasses
+import functools
 import hashlib
 import inspect
 from types import MappingProxyType
@@ -12,6 +13,10 @@ from methods.registry import Origin, Registry, typed_like, validate_number
 
 TASKS = ("generate", "superres", "img2img", "inpaint")
 MAX_STEPS = 10_000   # any method: more steps than this is a typo, not an experiment
+# Hyper-parameters that joined methods after their rows were published: a row (and so its cell
+# key) holds them only when a cell sets them to something other than the method's default, and
+# the sampler and schedule then receive the default, which gives the earlier numerics exactly.
+RECORDED_WHEN_SET = ("schedule", "sigmas")
 
 
 def sample_seed(cell_seed: int, index: int) -> int:
@@ -112,6 +117,7 @@ class Method:
     requires: tuple[str, ...] = ()              # importable modules it needs (an optional library)
     min_steps: int = 1
     classifier: bool = False                    # guided by the suite's noise-aware classifier
+    recorded_when_set: tuple[str, ...] = RECORDED_WHEN_SET   # () for methods that record every key
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -129,22 +135,27 @@ class Method:
 
     def planned_nfe(self, steps: int, hparams: Mapping[str, Any]) -> int | None:
         """`expected_nfe` for `steps`, given the hyper-parameters its signature names (a
-        corrector's step count, say)."""
+        corrector's step count, say); classifier-free guidance (cfg_scale != 1) evaluates the
+        conditional and unconditional halves, two evaluations a call."""
+        hparams = {**self.defaults, **hparams}
         named = keyword_defaults(self.expected_nfe)
-        return self.expected_nfe(steps, **{k: v for k, v in hparams.items() if k in named})
+        nfe = self.expected_nfe(steps, **{k: v for k, v in hparams.items() if k in named})
+        return None if nfe is None else nfe * (1 if hparams.get("cfg_scale", 1.0) == 1.0 else 2)
 
     def schedule_on(self, denoiser, steps: int, hparams: Mapping[str, Any]) -> torch.Tensor:
         """The schedule's sigmas for `steps` on `denoiser`, given the resolved hyper-parameters
         (the schedule receives those its signature names)."""
         schedule_keys = keyword_defaults(self.schedule)
+        hparams = {**self.defaults, **hparams}
         return self.schedule(denoiser, steps, **{k: v for k, v in hparams.items() if k in schedule_keys})
 
     def sample(self, denoiser, latents: torch.Tensor, steps: int, *, rng, cond=None,
                callback=None, **hparams) -> torch.Tensor:
-        """Schedule, then sampler: each receives the hyper-parameters its signature names."""
+        """Schedule, then sampler: each receives the hyper-parameters its signature names (a
+        name in both, such as a solver's `afs`, goes to both)."""
         sigmas = self.schedule_on(denoiser, steps, hparams)
-        schedule_keys = keyword_defaults(self.schedule)
-        sampler_args = {k: v for k, v in hparams.items() if k not in schedule_keys}
+        schedule_keys = set(keyword_defaults(self.schedule)) - set(keyword_defaults(self.sampler))
+        sampler_args = {k: v for k, v in {**self.defaults, **hparams}.items() if k not in schedule_keys}
         return self.sampler(denoiser, latents, sigmas.to(latents.device), rng=rng, cond=cond,
                             callback=callback, **sampler_args)
 
@@ -159,7 +170,8 @@ class Method:
             value = typed_like(value, self.defaults[key], f"method {self.name!r}: hyper-parameter {key!r}")
             self._check_value(key, value)
             resolved[key] = value
-        return resolved
+        return {k: v for k, v in resolved.items()
+                if not (k in self.recorded_when_set and v == self.defaults[k])}
 
     def _check_value(self, key: str, value: Any) -> None:
         what, limit = f"method {self.name!r}: hyper-parameter {key!r}", self.limits.get(key)
@@ -201,10 +213,13 @@ def heun_nfe(steps: int) -> int:
 
 
 def register_method(**fields) -> Method:
-    """Register a method; defaults are the sampler's keyword defaults and one NFE per step
-    unless given."""
+    """Register a method; defaults are the schedule's and sampler's keyword defaults (updated by
+    `defaults_override`, a paper's choice of a shared schedule, say) and one NFE per step unless
+    given."""
+    override = fields.pop("defaults_override", {})
     fields.setdefault("defaults", {**keyword_defaults(fields["schedule"]),
                                    **keyword_defaults(fields["sampler"])})
+    fields["defaults"] = {**fields["defaults"], **override}
     fields.setdefault("expected_nfe", one_per_step)
     method = Method(**fields)
     METHODS.register(method.name, method)
@@ -217,6 +232,7 @@ def register_variant(base_name: str, *, suffix: str, model: str, scale: str, lim
     the hyper-parameter `scale`, cond)` (a guidance), on `model`; everything else as the base."""
     base = METHODS.get(base_name)
 
+    @functools.wraps(base.sampler)   # its signature is the base's: shared keys reach it
     def sampler(denoiser, x, sigmas, *, rng, cond=None, callback=None, **hparams):
         value = hparams.pop(scale, 1.0)
         return base.sampler(wrap(denoiser, value, cond), x, sigmas, rng=rng, cond=cond,
@@ -227,5 +243,5 @@ def register_variant(base_name: str, *, suffix: str, model: str, scale: str, lim
         name=f"{base.name}{suffix}", family=base.family, task=base.task, model=model,
         sampler=sampler, schedule=base.schedule, defaults={**base.defaults, scale: 1.0},
         version=base.version, expected_nfe=base.expected_nfe, max_steps=base.max_steps,
-        min_steps=base.min_steps, limits={**base.limits, scale: limit},
+        min_steps=base.min_steps, recorded_when_set=base.recorded_when_set, limits={**base.limits, scale: limit},
         paper=f"{base.paper} + {note}", **fields)

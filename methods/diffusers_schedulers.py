@@ -1,6 +1,7 @@
 """diffusers' schedulers (Hugging Face, github.com/huggingface/diffusers) as methods
 `diffusers:<SchedulerClass>`, on discrete-time models (eps, v or x0 networks on training
-timesteps; the cell's `model`, `eps` unless given).
+timesteps; the cell's `model`, `eps` unless given) and on continuous-noise ones (EDM), which are
+shown to the scheduler as a discrete model on 1000 log-uniform levels (`training_sigmas`).
 
 A scheduler is built from the model's own training schedule: its training noise levels give the
 betas (`trained_betas`, `num_train_timesteps`), and the model is shown to it as an eps-predictor.
@@ -68,14 +69,25 @@ def config_defaults(name: str) -> dict:
             if key != "self" and p.kind is p.POSITIONAL_OR_KEYWORD and key not in MODEL_KEYS}
 
 
-def training_betas(denoiser) -> list[float]:
-    """The betas of a discrete model's training schedule, from its training noise levels
-    (alpha-bar_t = 1 / (1 + sigma_t^2), beta_t = 1 - alpha-bar_t / alpha-bar_{t-1})."""
+CONTINUOUS_TIMESTEPS = 1000   # diffusers' default num_train_timesteps
+
+
+def training_sigmas(denoiser) -> torch.Tensor:
+    """The noise levels of the model's training timesteps, ascending. A continuous-noise model
+    (EDM, say) has none, so it is shown to the scheduler as a discrete model on 1000 levels
+    evenly spaced in log sigma over its range; a sigma-space scheduler's fractional timestep then
+    maps back to its exact noise level (`sigma_at_timestep` interpolates in log sigma too)."""
     sigmas = getattr(denoiser, "sigmas", None)
-    if sigmas is None:
-        raise ValueError("diffusers schedulers need a discrete-time model (eps, v or x0 on training "
-                         "timesteps); this one has no training timesteps")
-    alphas_cumprod = 1 / (1 + sigmas.double().cpu() ** 2)
+    if sigmas is not None:
+        return sigmas
+    return torch.logspace(math.log10(denoiser.sigma_min), math.log10(denoiser.sigma_max),
+                          CONTINUOUS_TIMESTEPS, dtype=torch.float64)
+
+
+def training_betas(denoiser) -> list[float]:
+    """The betas of the model's training schedule, from its training noise levels
+    (alpha-bar_t = 1 / (1 + sigma_t^2), beta_t = 1 - alpha-bar_t / alpha-bar_{t-1})."""
+    alphas_cumprod = 1 / (1 + training_sigmas(denoiser).double().cpu() ** 2)
     previous = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
     return (1 - alphas_cumprod / previous).tolist()
 
@@ -83,11 +95,11 @@ def training_betas(denoiser) -> list[float]:
 def sigma_at_timestep(denoiser, timestep: torch.Tensor) -> torch.Tensor:
     """The training noise level of timestep t: sigmas[t], interpolated in log sigma between
     training timesteps (the inverse of the denoiser's sigma -> t map)."""
-    t = float(timestep)
+    sigmas, t = training_sigmas(denoiser), float(timestep)
     if t == int(t):
-        return denoiser.sigmas[int(t)]
+        return sigmas[int(t)]
     low = math.floor(t)
-    log_sigmas = denoiser.sigmas[low:low + 2].log()
+    log_sigmas = sigmas[low:low + 2].log()
     return (log_sigmas[0] + (t - low) * (log_sigmas[1] - log_sigmas[0])).exp()
 
 
@@ -116,6 +128,15 @@ class DiffusersMethod(Method):
                                f"{', '.join(sorted({*config, *self.defaults}))}")
             resolved[key] = config_value(self.name, key, value, config[key])
         return resolved
+
+    def planned_nfe(self, steps: int, hparams) -> int:
+        """The model calls of this configuration (one per timestep of the scheduler's loop, on a
+        default 1000-step training schedule), twice with classifier-free guidance."""
+        hparams = {**self.defaults, **hparams}
+        config = {k: v for k, v in hparams.items() if k not in self.defaults}
+        scheduler = scheduler_class(self.scheduler_name)(num_train_timesteps=1000, **config)
+        scheduler.set_timesteps(steps)
+        return len(scheduler.timesteps) * (1 if hparams["cfg_scale"] == 1.0 else 2)
 
     def build_scheduler(self, denoiser, steps: int, hparams, device="cpu"):
         config = {k: v for k, v in hparams.items() if k not in self.defaults}

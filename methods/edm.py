@@ -13,6 +13,8 @@ import torch
 
 from methods.base import OBJECTIVES, Objective, heun_nfe, register_method
 from methods.denoisers import EDMPrecond
+from methods.multistep import eps_of, run_solver, solver_schedule
+from methods.schedules import SCHEDULE_LIMITS, karras_sigmas, noise_levels  # noqa: F401  (karras_sigmas: re-exported)
 
 P_MEAN, P_STD, SIGMA_DATA = -1.2, 1.2, 0.5
 
@@ -29,17 +31,11 @@ def edm_loss(net, x0, generator, labels=None, lowres=None):
 OBJECTIVES.register("edm", Objective("edm", edm_loss, lambda net: EDMPrecond(net, sigma_data=SIGMA_DATA)))
 
 
-def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
-    """Eq. 5: n noise levels from sigma_max to sigma_min, evenly spaced in sigma^(1/rho), then 0."""
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
-    inv_rho = 1 / rho
-    sigmas = (sigma_max ** inv_rho + ramp * (sigma_min ** inv_rho - sigma_max ** inv_rho)) ** rho
-    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
-
-
-def edm_schedule(denoiser, steps: int, *, sigma_min=0.002, sigma_max=80.0, rho=7.0) -> torch.Tensor:
-    """`karras_sigmas`, clamped to the denoiser's trained range."""
-    return karras_sigmas(steps, max(sigma_min, denoiser.sigma_min), min(sigma_max, denoiser.sigma_max), rho)
+def edm_schedule(denoiser, steps: int, *, schedule="karras", sigma_min=0.002, sigma_max=80.0,
+                 rho=7.0, sigmas=()) -> torch.Tensor:
+    """`steps` noise levels of `schedule` (Eq. 5's `karras_sigmas` unless another is named; see
+    methods.schedules), clamped to the denoiser's trained range, then 0."""
+    return noise_levels(denoiser, steps, schedule, sigma_min, sigma_max, rho, sigmas)
 
 
 def heun_step(denoiser, x, t_cur, t_next, cond, last: bool):
@@ -118,7 +114,18 @@ def sample_edm_euler_ancestral(denoiser, x, sigmas, *, rng, cond=None, callback=
     return x
 
 
-KARRAS_LIMITS = {"sigma_min": (1e-6, 1e4), "sigma_max": (1e-6, 1e4), "rho": (1e-3, 1e3)}
+@torch.no_grad()
+def sample_edm_euler(denoiser, x, sigmas, *, rng, cond=None, callback=None, afs=False,
+                     denoise_to_zero=False):
+    """Euler steps of the probability-flow ODE (Karras et al. 2022, Sec. 3; DDIM's sampler in
+    sigma space): the first-order baseline of the low-NFE solvers (NFE = steps)."""
+    def step(x, i, levels, history):
+        return x + (levels[i + 1] - levels[i]) * eps_of(x, history[-1], levels[i])   # Euler step.
+    return run_solver(denoiser, x, sigmas, cond, callback, afs=afs, denoise_to_zero=denoise_to_zero,
+                      step=step)
+
+
+KARRAS_LIMITS = SCHEDULE_LIMITS
 register_method(
     name="edm-heun", family="edm", task="generate", model="edm", sampler=sample_edm_heun,
     schedule=edm_schedule, version="1", expected_nfe=heun_nfe, limits=KARRAS_LIMITS,
@@ -134,3 +141,7 @@ register_method(
     sampler=sample_edm_euler_ancestral, schedule=edm_schedule, version="1",
     limits={**KARRAS_LIMITS, "eta": (0.0, 10.0), "s_noise": (0.0, 10.0)},
     paper="Euler-ancestral in sigma space (k-diffusion), EDM denoiser")
+register_method(
+    name="edm-euler", family="edm", task="generate", model="edm", sampler=sample_edm_euler,
+    schedule=solver_schedule, version="1", recorded_when_set=(), limits=KARRAS_LIMITS,
+    paper="Karras et al. 2022, Euler (first order, the DDIM ODE in sigma)")

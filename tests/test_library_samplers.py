@@ -200,7 +200,7 @@ def test_a_library_method_runs_a_suite_on_a_diffusers_unet(write_suite, tmp_path
 
 @pytest.mark.parametrize("method, extra, message", [
     ("diffusers:DPMSolverMultistepScheduler", 'hparams = {algorithm_type = "nope"}', "cannot schedule"),
-    ("diffusers:EulerDiscreteScheduler", 'model = "edm"', "no training timesteps"),
+    ("diffusers:EulerDiscreteScheduler", 'hparams = {timestep_spacing = "nope"}', "cannot schedule"),
     ("ddim", 'model = "nope-model"', "nope-model"),
 ])
 def test_a_cell_its_model_cannot_serve_is_exit_2(capsys, write_suite, tmp_path, method, extra, message):

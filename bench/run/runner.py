@@ -542,6 +542,10 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
     """The row's measured fields, from every batch's record (rank 0)."""
     ctx, config, method, records = run.ctx, run.config, run.method, sampled.records
     nfe = cell_nfe(method, run.cell.steps, records)
+    declared = method.planned_nfe(run.cell.steps, run.hparams)
+    if declared is not None and nfe != declared:
+        raise BatchFailed(f"counted NFE {nfe} differs from the method's declared NFE {declared} "
+                          f"for {run.cell.steps} steps: the method's NFE rule or its sampler is wrong")
     timing = TimingSummary.of([r.seconds / r.images for r in records if r.timed])
     if timing is None:
         raise BatchFailed(f"no timed batch: with {world_size()} process(es), n_samples must cover "
@@ -554,7 +558,7 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
         "overhead": sampled.timed_counter and overhead(
             run.model, sampled.timed_counter, timing.median * config.batch_size, in_situ, ctx.device),
         "profile": profile_cell(run) if config.profile else None,
-        "nfe": nfe, "nfe_expected": method.planned_nfe(run.cell.steps, run.hparams),
+        "nfe": nfe, "nfe_expected": declared,
         "metrics": metric_records(sampled.scores),
         "time_per_image_s": dataclasses.asdict(timing),
         "throughput_images_per_s": world_size() / timing.median if timing.median > 0 else None,

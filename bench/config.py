@@ -19,6 +19,7 @@ from bench.quality.metrics import EXTRACTORS, METRICS
 from methods import METHODS
 from methods.errors import DiffbenchError
 from methods.registry import typed_like, validate_name, validate_number
+from methods.schedules import stand_in
 
 SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
 
@@ -334,7 +335,7 @@ def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> Non
         if cell.model_kind != kind:
             continue
         try:
-            method.schedule_on(denoiser, cell.steps, method.resolve_hparams(dict(cell.hparams)))
+            method.schedule_on(denoiser, cell.steps, stand_in(method.resolve_hparams(dict(cell.hparams))))
         except Exception as err:
             raise DiffbenchError(f"{what}: method {cell.method!r} cannot schedule {cell.steps} steps on "
                                  f"this model ({type(err).__name__}: {err}); pick a method for its "

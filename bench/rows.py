@@ -117,6 +117,7 @@ class Row(TypedDict):
     samples: NotRequired[SamplesRef | None]  # the scored samples (SCORED rows only)
     paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.quality.stored_features)
     classifier: NotRequired[dict[str, Any] | None]   # classifier guidance: the classifier and its cost
+    warmup: NotRequired[dict[str, Any] | None]   # a warm-up before sampling (GITS): its cost and result
 
 
 def finite_or_none(value: float | None) -> tuple[float | None, str | None]:

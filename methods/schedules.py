@@ -13,13 +13,16 @@ of the low-NFE solvers (`steps` is their NFE; `afs` and `denoise_to_zero` move g
   range) whatever `rho`, `sigma_min` and `sigma_max` say.
 - `explicit`: the cell's own `sigmas = [...]`, descending, inside the model's noise range; as
   many as the method's grid needs for `steps` (a trailing 0 may be written or left out).
+- `gits`: found per model by GITS (methods.gits) in a warm-up the harness runs before the cell
+  samples, then handed to the sampler as explicit sigmas; as many levels as `karras` has.
 Every schedule ends with a 0 appended; levels are clamped to the denoiser's trained range.
 """
 import math
 
 import torch
 
-SCHEDULES = ("karras", "logsnr", "time-uniform", "edm", "explicit")
+SCHEDULES = ("karras", "logsnr", "time-uniform", "edm", "explicit", "gits")
+WARMUP_SCHEDULES = ("gits",)   # found by a warm-up run, not computed from the hyper-parameters
 EDM_GRID = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
 VP_T_MIN = 1e-3             # DEIS's (and the VP SDE's) smallest time, epsilon_s
 SCHEDULE_LIMITS = {"schedule": set(SCHEDULES), "sigma_min": (1e-6, 1e4), "sigma_max": (1e-6, 1e4),
@@ -88,6 +91,9 @@ def noise_levels(denoiser, n: int, schedule: str, sigma_min: float, sigma_max: f
     """n levels of `schedule` from the top of the range to its bottom, then 0."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule in WARMUP_SCHEDULES:
+        raise ValueError(f"schedule {schedule!r} is found by the harness's warm-up (diffbench run) "
+                         "and handed to the sampler as explicit sigmas; it is not computed alone")
     if (schedule == "explicit") != bool(sigmas):
         raise ValueError("schedule 'explicit' takes the list in 'sigmas', and 'sigmas' needs "
                          "schedule = 'explicit'")
@@ -103,6 +109,12 @@ def noise_levels(denoiser, n: int, schedule: str, sigma_min: float, sigma_max: f
             return karras_sigmas(n, low, high, rho)
         levels = logsnr_levels(n, low, high) if schedule == "logsnr" else time_uniform_levels(n, low, high, rho)
     return torch.cat([levels, torch.zeros(1, dtype=torch.float64)])
+
+
+def stand_in(hparams: dict) -> dict:
+    """The hyper-parameters with a warm-up schedule replaced by `karras`, which has as many
+    levels: to validate a cell, and to count the levels its warm-up must find."""
+    return {**hparams, "schedule": "karras"} if hparams.get("schedule") in WARMUP_SCHEDULES else hparams
 
 
 def solver_levels(steps: int, afs: bool, denoise_to_zero: bool, per_step: int = 1) -> int:

@@ -189,6 +189,10 @@ def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, st
         else:
             kinds = [("fid_vs_nfe", "FID against NFE", plots.fid_vs_nfe),
                      ("fid_vs_time", "FID against time per image, Pareto front marked", plots.fid_vs_time)]
+            columns = pairs.nfe_columns(board.pairs) if board.pairs is not None else []
+            if plots.paired_bands(columns):
+                kinds.insert(0, ("fid_vs_nfe_paired", "FID against NFE with paired intervals and tie groups",
+                                 lambda rows, stem, columns=columns: plots.fid_vs_nfe_paired(columns, stem)))
         if any(r["profile"] for r in board.rows):
             kinds.append(("profile", "Profiler breakdown per cell", plots.profile_bars))
         figures[index] = []

@@ -46,6 +46,7 @@ class Cell:
     spread: str | None = None  # the formatted uncertainty, when stored
     place: int | None = None  # 1 best, 2 second
     suspect: bool = False      # outside the column's plausible range
+    rank: int | None = None    # a pivot cell's paired rank within its NFE column
 
 
 @dataclass
@@ -192,9 +193,9 @@ def _cell(row: Row, column: Column, value, place) -> Cell:
     return Cell(text + (SUSPECT if suspect else ""), float(value), spread, place, suspect)
 
 
-def pivot_cell(value: float, error: float | None, place) -> Cell:
+def pivot_cell(value: float, error: float | None, place, rank: int | None = None) -> Cell:
     text, spread = to_uncertainty(value, error) if error else (f"{value:.2f}", None)
-    return Cell(text, value, spread, place)
+    return Cell(text, value, spread, place, rank=rank)
 
 
 def to_uncertainty(value: float, error: float) -> tuple[str, str]:
@@ -244,10 +245,10 @@ ROW_TEXT = (("method", method_text), ("model", model_text),
 
 
 def line_name(row: Row) -> str:
-    """A method with its hyper-parameters: one line of a plot or of the pivot. A label already
-    names the hyper-parameters a suite swept, so it stands alone."""
-    label = row["label"] or row["method"]
-    return f"{label} ({hparams_text(row)})" if row["hparams"] and label == row["method"] else label
+    """One line of a plot or of the pivot: the cell's label, the method with the
+    hyper-parameters the suite set (a cell that sets none runs the method's defaults, which the
+    table's hyper-parameters column spells out)."""
+    return row["label"] or row["method"]
 
 
 def row_order(row: Row) -> tuple:
@@ -318,19 +319,21 @@ def group_rows(rows: list[Row]) -> list[Group]:
                   else len(task_order))
 
 
-def pivot(group: Group, metric: str = "fid") -> tuple[list[tuple[str, str]], list[int], list[list[Cell | None]]]:
+def pivot(group: Group, metric: str = "fid", pairs=None) -> tuple[list[tuple[str, str]], list[int], list[list[Cell | None]]]:
     """`metric` at each NFE, one line per method, hyper-parameters and model (the EDM and DDIM
     papers' table): (line name, model) pairs, NFE columns, and a grid of cells (None where a
-    line has no such NFE); in each NFE column the best of each model is place 1, second 2."""
+    line has no such NFE); in each NFE column the best of each model is place 1, second 2, and
+    with `pairs` (FID) each cell carries its paired rank within the column and model."""
     values: dict[tuple[tuple[str, str], int], float] = {}
     errors: dict[tuple[tuple[str, str], int], float | None] = {}
+    keys: dict[tuple[tuple[str, str], int], str] = {}
     identity: dict[tuple[str, str], str] = {}
     for row in sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r))):
         value = metric_value(row, metric) if ok(row) else None
         if value is not None and row["nfe"] is not None:
-            name = (line_name(row), model_text(row))
-            values[(name, int(row["nfe"]))] = value
-            errors[(name, int(row["nfe"]))] = metric_error(row, metric)
+            name, nfe = (line_name(row), model_text(row)), int(row["nfe"])
+            values[(name, nfe)], errors[(name, nfe)] = value, metric_error(row, metric)
+            keys[(name, nfe)] = row["cell_key"]
             identity[name] = model_identity(row)
     names = list(dict.fromkeys(k[0] for k in values))
     nfes = sorted({k[1] for k in values})
@@ -338,7 +341,28 @@ def pivot(group: Group, metric: str = "fid") -> tuple[list[tuple[str, str]], lis
     columns = []
     for nfe in nfes:
         column = [values.get((name, nfe)) for name in names]
-        podium = within([identity[n] for n in names], column, lambda v: places(v, higher))
-        columns.append([None if v is None else pivot_cell(v, errors[(name, nfe)], place)
-                        for name, v, place in zip(names, column, podium)])
+        parts = [identity[n] for n in names]
+        podium = within(parts, column, lambda v: places(v, higher))
+        ranks = [None] * len(names)
+        if pairs is not None and metric == "fid":
+            covered = [keys.get((n, nfe)) if pairs.covers(keys.get((n, nfe), "")) else None for n in names]
+            ranks = within(parts, covered, pairs.ranks)
+        columns.append([None if v is None else pivot_cell(v, errors[(name, nfe)], place, rank)
+                        for name, v, place, rank in zip(names, column, podium, ranks)])
     return names, nfes, [list(line) for line in zip(*columns)]
+
+
+def time_pivot(group: Group) -> tuple[list[tuple[str, str]], list[int], list[list[Cell | None]]]:
+    """Time per image (ms) at each NFE, beside the FID pivot: the cell's text adds the sampler
+    overhead in situ (x: sampling time over the time inside the denoiser's own calls) where
+    measured, which says what a solver's arithmetic costs whatever the machine's speed."""
+    cells: dict[tuple[tuple[str, str], int], Cell] = {}
+    for row in sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r))):
+        ms = ms_per_image(row) if ok(row) else None
+        if ms is not None and row["nfe"]:
+            in_situ = (row["overhead"] or {}).get("ratio_in_situ")
+            text = f"{ms:.3g}" + (f" (×{in_situ:.3f})" if in_situ else "")
+            cells[((line_name(row), model_text(row)), int(row["nfe"]))] = Cell(text, ms)
+    names = list(dict.fromkeys(k[0] for k in cells))
+    nfes = sorted({k[1] for k in cells})
+    return names, nfes, [[cells.get((name, nfe)) for nfe in nfes] for name in names]

@@ -123,6 +123,23 @@ def notes(rows: list[Row], boards: list[Board], suite: str) -> list[str]:
         found.append(f"{len(scored)} row(s) score samples made outside diffbench (`diffbench "
                      "score`): their quality is measured as every row's is, but not how they "
                      "were made, so their NFE, time and memory are n/a.")
+    return found + warmup_notes(succeeded)
+
+
+def warmup_notes(rows: list[Row]) -> list[str]:
+    """What a warm-up (GITS's schedule search) cost, which its rows' NFE and time leave out."""
+    found = []
+    for row in rows:
+        warmup = row.get("warmup")
+        if warmup:
+            found.append(
+                f"{line_name(row)} at NFE {row['nfe']:g}: its schedule was found by a "
+                f"{warmup['method']} warm-up of {warmup['samples']} samples x "
+                f"{warmup['evaluations_per_sample']:g} teacher evaluations "
+                f"({warmup['samples'] * warmup['evaluations_per_sample']:,.0f} in all, not in its NFE), "
+                f"{warmup['seconds']:.1f} s here"
+                + (" (shared with the suite's other cells of that model and noise range)" if warmup["shared"] else "")
+                + f"; levels {', '.join(f'{s:.3g}' for s in warmup['sigmas'])}.")
     return found
 
 
@@ -130,3 +147,23 @@ def grid_caption(row: Row) -> str:
     if is_scored(row):
         return f"{line_name(row)}: samples made elsewhere"
     return f"{line_name(row)}, {row['steps']} steps, NFE {row['nfe']:g}"
+
+
+FID_PIVOT_TITLE = "FID at NFE = k (per column, the best of each model bold, second underlined)"
+PAIRED_RANK_NOTE = ("#r: the paired rank in its NFE column, 1 + the rows of the same model at "
+                    "that NFE whose FID is lower with 95 % confidence (paired bootstrap over the "
+                    "shared seeds); the #1 rows are statistically tied with the best.")
+TIME_PIVOT_TITLE = ("Time per image (ms) at NFE = k, with the sampler overhead in situ in "
+                    "brackets (sampling time over the time inside the denoiser's own calls: what "
+                    "a solver's arithmetic adds, whatever the machine's speed)")
+
+
+def tie_lines(columns) -> list[str]:
+    """One sentence per NFE column: its best row and the rows statistically tied with it."""
+    lines = []
+    for column in columns:
+        others = [line_name(r) for r in column.tied if r is not column.best]
+        lines.append(f"NFE {column.nfe:g}: best {line_name(column.best)}"
+                     + (f"; tied with it: {', '.join(others)}" if others else "; no row tied with it")
+                     + f" ({len(column.rows)} rows).")
+    return lines

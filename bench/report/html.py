@@ -7,7 +7,9 @@ import html
 from pathlib import Path
 
 from bench.report.board import (ROW_TEXT, Board, Cell, line_name, model_text, pivot, status_text,
-                                steps_text)
+                                steps_text, time_pivot)
+from bench.report.captions import FID_PIVOT_TITLE, PAIRED_RANK_NOTE, TIME_PIVOT_TITLE, tie_lines
+from bench.report.pairs import nfe_columns
 from bench.report.text import clean_text
 
 STYLE = """
@@ -72,6 +74,8 @@ def cell_html(cell: Cell) -> str:
     text = {1: f"<b>{text}</b>", 2: f"<u>{text}</u>"}.get(cell.place, text)
     if cell.spread is not None:
         text += f" ± {esc(cell.spread)}"
+    if cell.rank is not None:
+        text += f" #{cell.rank}"
     value = "" if cell.value is None else repr(cell.value)
     return f'<td data-v="{value}">{text}</td>'
 
@@ -152,8 +156,7 @@ def pairwise(board: Board) -> str:
                               "the row's FID is lower."], "caption") + "".join(tables))
 
 
-def pivot_html(board: Board, metric: str = "fid") -> str:
-    names, nfes, grid = pivot(board.group, metric)
+def grid_html(title: str, names, nfes, grid) -> str:
     if len(nfes) < 2:
         return ""
     heads = ('<th class="text">method</th><th class="text">model</th>'
@@ -162,8 +165,17 @@ def pivot_html(board: Board, metric: str = "fid") -> str:
     for (name, model), cells in zip(names, grid):
         texts = "".join('<td data-v=""></td>' if cell is None else cell_html(cell) for cell in cells)
         body.append(f'<tr><td class="text">{esc(name)}</td><td class="text">{esc(model)}</td>{texts}</tr>')
-    return (f'<h3>FID at NFE = k</h3><div class="scroll"><table class="sortable"><thead><tr>{heads}'
+    return (f'<h3>{esc(title)}</h3><div class="scroll"><table class="sortable"><thead><tr>{heads}'
             f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def pivot_html(board: Board, metric: str = "fid") -> str:
+    """FID at each NFE (paired ranks and tie groups when features are stored), then time."""
+    content = grid_html(FID_PIVOT_TITLE, *pivot(board.group, metric, board.pairs))
+    if content and board.pairs is not None:
+        content += paragraphs([PAIRED_RANK_NOTE], "caption")
+        content += "<ul>" + "".join(f"<li>{esc(t)}</li>" for t in tie_lines(nfe_columns(board.pairs))) + "</ul>"
+    return content + (grid_html(TIME_PIVOT_TITLE, *time_pivot(board.group)) if content else "")
 
 
 def data_uri(path: Path) -> str:

@@ -8,6 +8,7 @@ into column groups when even landscape is too narrow. Copy a longtable into a pa
 import re
 
 from bench.report.board import ROW_TEXT, TASK_TITLES, Board, Cell, pivot, steps_text
+from bench.report.captions import PAIRED_RANK_NOTE
 from bench.report.text import clean_text
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&",
@@ -181,10 +182,12 @@ def table_cells(board: Board, columns: list[int]) -> tuple[list[str], list[list[
 
 
 def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
-    names, nfes, grid = pivot(board.group, metric)
+    names, nfes, grid = pivot(board.group, metric, board.pairs)
     if len(nfes) < 2:
         return []
-    rows = [[breakable(name), breakable(model)] + ["--" if cell is None else cell_text(cell) for cell in cells]
+    rows = [[breakable(name), breakable(model)]
+            + ["--" if cell is None else cell_text(cell) + ("" if cell.rank is None else rf" \#{cell.rank}")
+               for cell in cells]
             for (name, model), cells in zip(names, grid)]
     heads = ["Method", "Model"] + [f"NFE {n}" for n in nfes]
     widths = [text_width_cm([h] + [r[i] for r in rows]) for i, h in enumerate(heads)]
@@ -194,7 +197,9 @@ def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
         shown = [r for r in rows if any(r[i] != "--" for i in columns[2:])]
         span = "" if part == slice(0, len(nfes)) else f" (NFE {nfes[part][0]} to {nfes[part][-1]})"
         lines += long_table([heads[i] for i in columns], [[r[i] for i in columns] for r in shown], 2,
-                            rf"FID at NFE $=k${span}. {caption(board, hardware)}", footnote(board))
+                            rf"FID at NFE $=k${span}. {caption(board, hardware)}"
+                            + (" " + escape(PAIRED_RANK_NOTE) if board.pairs is not None else ""),
+                            footnote(board))
     return lines
 
 

@@ -5,7 +5,9 @@ table pipes, backslashes) is backslash-escaped; URLs are broken so that no autol
 import html
 import re
 
-from bench.report.board import ROW_TEXT, Board, Cell, pivot, status_text, steps_text
+from bench.report.board import ROW_TEXT, Board, Cell, pivot, status_text, steps_text, time_pivot
+from bench.report.captions import FID_PIVOT_TITLE, PAIRED_RANK_NOTE, TIME_PIVOT_TITLE, tie_lines
+from bench.report.pairs import nfe_columns
 from bench.report.text import clean_text
 
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]|~])")
@@ -40,14 +42,26 @@ def table(board: Board) -> list[str]:
     return lines
 
 
-def pivot_table(board: Board, metric: str = "fid") -> list[str]:
-    names, nfes, grid = pivot(board.group, metric)
+def rank_text(cell: Cell) -> str:
+    return "" if cell.rank is None else f" #{cell.rank}"
+
+
+def grid_table(title: str, names, nfes, grid) -> list[str]:
     if len(nfes) < 2:
         return []
-    lines = ["FID at NFE = k (per column, the best of each model bold, second underlined):", "",
-             "| method | model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
+    lines = [escape(title) + ":", "", "| method | model | " + " | ".join(f"NFE {n}" for n in nfes) + " |",
              "|" + "---|" * (len(nfes) + 2)]
     for (name, model), cells in zip(names, grid):
-        texts = ["" if cell is None else cell_text(cell) for cell in cells]
+        texts = ["" if cell is None else cell_text(cell) + rank_text(cell) for cell in cells]
         lines.append(f"| {escape(name)} | {escape(model)} | " + " | ".join(texts) + " |")
     return lines + [""]
+
+
+def pivot_table(board: Board, metric: str = "fid") -> list[str]:
+    """FID at each NFE (with paired ranks and the tie groups when features are stored), then
+    time per image at each NFE."""
+    lines = grid_table(FID_PIVOT_TITLE, *pivot(board.group, metric, board.pairs))
+    if lines and board.pairs is not None:
+        lines += [escape(PAIRED_RANK_NOTE), ""]
+        lines += [f"- {escape(text)}" for text in tie_lines(nfe_columns(board.pairs))] + [""]
+    return lines + (grid_table(TIME_PIVOT_TITLE, *time_pivot(board.group)) if lines else [])

@@ -63,6 +63,37 @@ class Pairs:
                 "because both rows draw the same seeds and meet the same reference.")
 
 
+@dataclasses.dataclass(frozen=True)
+class NfeColumn:
+    """The paired rows of one model at one NFE: their statistical ranks, the best (lowest FID)
+    and the group tied with it (rank 1: no row significantly better)."""
+    nfe: float
+    model: str
+    rows: list[Row]
+    ranks: list[int]
+    pairs: Pairs
+
+    @property
+    def best(self) -> Row:
+        return min(self.rows, key=lambda r: metric_value(r, "fid"))
+
+    @property
+    def tied(self) -> list[Row]:
+        return [row for row, rank in zip(self.rows, self.ranks) if rank == 1]
+
+
+def nfe_columns(pairs: Pairs) -> list[NfeColumn]:
+    """The paired rows grouped by model and NFE (groups of one row left out), ranked within
+    their group: the "which solvers are tied at NFE k" view of a low-NFE grid."""
+    groups: dict[tuple[str, float], list[Row]] = {}
+    for row in pairs.rows:
+        if row["nfe"]:
+            groups.setdefault((model_identity(row), row["nfe"]), []).append(row)
+    return [NfeColumn(nfe, model, rows, pairs.ranks([r["cell_key"] for r in rows]), pairs)
+            for (model, nfe), rows in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1]))
+            if len(rows) > 1]
+
+
 def board_pairs(rows: list[Row], results_dir: Path) -> Pairs | None:
     """Paired statistics of the successful rows that stored features (None with fewer than two);
     a missing or altered features file is an error that names it."""

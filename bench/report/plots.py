@@ -122,6 +122,51 @@ def fid_vs_nfe(rows: list[dict], stem: Path) -> list[str]:
     return save(fig, stem)
 
 
+MIN_NFE_POINTS = 3   # a line in the paired figure: measured at this many NFEs or more
+
+
+def paired_bands(columns) -> dict[str, list[tuple[float, float, float, float, bool]]]:
+    """Per line (method and hyper-parameters): (NFE, FID, band low, band high, tied) where the
+    band is the best row's FID at that NFE plus the paired 95 % interval of this row's FID minus
+    the best's (zero-width for the best itself), so a band reaching the best's FID is a tie."""
+    lines: dict[str, list[tuple[float, float, float, float, bool]]] = {}
+    for column in columns:
+        best = column.best
+        best_fid = metric_value(best, "fid")
+        for row, rank in zip(column.rows, column.ranks):
+            fid = metric_value(row, "fid")
+            if row is best:
+                low = high = fid
+            else:
+                found = column.pairs.differences[(row["cell_key"], best["cell_key"])]
+                low, high = best_fid + found.low, best_fid + found.high
+            lines.setdefault(line_name(row), []).append((column.nfe, fid, low, high, rank == 1))
+    return {name: sorted(points) for name, points in lines.items() if len(points) >= MIN_NFE_POINTS}
+
+
+def fid_vs_nfe_paired(columns, stem: Path) -> list[str]:
+    """The low-NFE headline: FID against NFE, one line per solver, its band the paired interval
+    against that NFE's best, filled markers where the row is statistically tied with the best."""
+    lines = paired_bands(columns)
+    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=120)
+    for number, (name, points) in enumerate(lines.items()):
+        nfe, fid, low, high, tied = zip(*points)
+        style = line_style(number)
+        ax.plot(nfe, fid, label=name, color=style["color"], linestyle=style["linestyle"], linewidth=1.2)
+        ax.fill_between(nfe, low, high, color=style["color"], alpha=0.12, linewidth=0)
+        for x, y, is_tied in zip(nfe, fid, tied):
+            ax.plot([x], [y], marker=style["marker"], markersize=5, color=style["color"],
+                    markerfacecolor=style["color"] if is_tied else "white")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    _finish(fig, ax, bool(lines), [p[0] for points in lines.values() for p in points], "NFE", "FID ↓ (log scale)",
+            legend=False)
+    ax.set_title("FID against NFE. Band: the paired 95 % interval against the best at that NFE; "
+                 "filled marker: statistically tied with the best", fontsize=8.5, loc="left")
+    _legend_below(fig, ax, columns=2)
+    return save(fig, stem)
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The points no other point beats on both coordinates (lower is better on both), by x."""
     front, best_y = [], float("inf")

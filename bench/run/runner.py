@@ -36,6 +36,7 @@ from bench.run.grids import save_grid
 from bench.run.profiling import ProfiledDenoiser, profile_sampling
 from bench.run.provenance import provenance, utc_now
 from bench.run.tasks import Task, TaskInputs, task_of
+from bench.run.warmup import warmed_up
 from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
 from methods import METHODS, Method, PerSampleRNG
 from methods.classifier_guidance import log_prob_gradient
@@ -311,6 +312,9 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
     if run.method.classifier:   # named in every row of the cell, failed ones too (it is in the key)
         row["classifier"] = classifier_identity(ctx)
     try:
+        run, warmup = warmed_up(run)
+        if warmup:
+            row["warmup"] = warmup
         row.update(sample_and_score(run, key))
     except NonFiniteSamples as err:
         row.update(status="nonfinite", message=str(err))

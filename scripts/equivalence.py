@@ -23,18 +23,21 @@ SAMPLES = 64
 # (what the group is, [(cell label, steps), ...]): the first member is the reference one.
 GROUPS = [
     ("DPM-Solver++(2M), Karras, last step to 0", [
-        ("dpmpp-3m(order=2, schedule=karras, denoise_to_zero=True, lower_order_final=False)", 5),
+        ("dpmpp-3m(denoise_to_zero=True, lower_order_final=False, order=2, schedule=karras)", 5),
         ("dpmpp-2m", 5), ("k-diffusion:dpmpp_2m", 5)]),
     ("DPM-Solver++(2M), Karras, last step to 0", [
-        ("dpmpp-3m(order=2, schedule=karras, denoise_to_zero=True, lower_order_final=False)", 10),
+        ("dpmpp-3m(denoise_to_zero=True, lower_order_final=False, order=2, schedule=karras)", 10),
         ("dpmpp-2m", 10), ("k-diffusion:dpmpp_2m", 10)]),
     ("DPM-Solver-2, Karras, Euler step to 0 (NFE 5)", [
         ("dpm-solver-2(denoise_to_zero=True)", 2), ("k-diffusion:dpm_2", 3)]),
-    ("UniPC-3 bh2, logSNR levels, last step to 0", [
-        ("unipc(variant=bh2, denoise_to_zero=True)", 5),
+    # diffusers' default timesteps on the log-uniform view evaluate the same logSNR levels as
+    # unipc without denoise_to_zero (rounded to integer timesteps); its last step then goes to
+    # 0 (x = D), where ours stops at sigma_min without an evaluation.
+    ("UniPC-3 bh2, logSNR levels", [
+        ("unipc(variant=bh2)", 5),
         ("diffusers:UniPCMultistepScheduler(model=edm, solver_order=3)", 5)]),
-    ("UniPC-3 bh2, logSNR levels, last step to 0", [
-        ("unipc(variant=bh2, denoise_to_zero=True)", 10),
+    ("UniPC-3 bh2, logSNR levels", [
+        ("unipc(variant=bh2)", 10),
         ("diffusers:UniPCMultistepScheduler(model=edm, solver_order=3)", 10)]),
 ]
 
@@ -49,8 +52,8 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     for title, members in GROUPS:
         found = [rows[cell_key(ctx, cells[member])] for member in members]
-        features = [load_cell_features(folder.parent, r["paired"]["features"]) for r in found]
-        reference = load_reference(folder.parent, found[0]["paired"]["reference"])
+        features = [load_cell_features(folder, r["paired"]["features"]) for r in found]
+        reference = load_reference(folder, found[0]["paired"]["reference"])
         resampled = bootstrap_fids(features, reference)
         fids = [r["metrics"]["fid"]["value"] for r in found]
         samples = [generate(CellRun.of(ctx, cells[m]), range(SAMPLES), None)[0] for m in members]

@@ -36,6 +36,7 @@ def breakable(text) -> str:
     CamelCase (method names such as k-diffusion:dpmpp_2s_ancestral or
     diffusers:DPMSolverMultistepScheduler are longer than a narrow column)."""
     text = re.sub(r"(\\_|:|=)", r"\1\\allowbreak{}", escape(text))
+    text = re.sub(r"([A-Z])([A-Z][a-z])", r"\1\\allowbreak{}\2", text)   # after an acronym (DEISMultistep)
     return re.sub(r"([a-z])([A-Z])", r"\1\\allowbreak{}\2", text)     # and inside CamelCase
 
 

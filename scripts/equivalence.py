@@ -13,7 +13,7 @@ import torch
 from bench.config import load_suite
 from bench.data.quantize import to_uint8
 from bench.paths import REPO_ROOT
-from bench.quality.paired import bootstrap_fids, difference
+from bench.quality.paired import bootstrap_fids, difference, sign_flip_p_value
 from bench.quality.stored_features import load_cell_features, load_reference
 from bench.run.runner import CellRun, cell_key, generate, prepare
 from bench.store import ResultStore, latest_per_cell
@@ -48,8 +48,8 @@ def main() -> None:
     cells = {(cell.label, cell.steps): cell for cell in config.cells}
     rows = {r["cell_key"]: r for r in latest_per_cell(ResultStore(RESULTS, "zoo-lownfe").read()[0])}
     folder = RESULTS / "zoo-lownfe"
-    lines = ["| algorithm | implementation | NFE | FID | FID - first (paired 95 %) | max pixel diff | identical uint8 |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| algorithm | implementation | NFE | FID | FID - first (paired 95 %) | p (paired test) | max pixel diff | identical uint8 |",
+             "|---|---|---|---|---|---|---|---|"]
     for title, members in GROUPS:
         found = [rows[cell_key(ctx, cells[member])] for member in members]
         features = [load_cell_features(folder, r["paired"]["features"]) for r in found]
@@ -58,11 +58,13 @@ def main() -> None:
         fids = [r["metrics"]["fid"]["value"] for r in found]
         samples = [generate(CellRun.of(ctx, cells[m]), range(SAMPLES), None)[0] for m in members]
         for i, (member, row) in enumerate(zip(members, found)):
-            d = difference(fids[i], fids[0], resampled[i], resampled[0])
+            d = difference(fids[i], fids[0], resampled[i], resampled[0],
+                           lambda: sign_flip_p_value(features[i], features[0], reference))
             gap = (samples[i] - samples[0]).abs().max().item()
             same = (to_uint8(samples[i]) == to_uint8(samples[0])).double().mean().item()
             interval = "-" if i == 0 else f"{d.value:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
-            lines.append(f"| {title} | {member[0]} | {row['nfe']} | {fids[i]:.3f} | {interval} | "
+            p_text = "-" if i == 0 else f"{d.p_value:.3g}"
+            lines.append(f"| {title} | {member[0]} | {row['nfe']} | {fids[i]:.3f} | {interval} | {p_text} | "
                          f"{'-' if i == 0 else f'{gap:.2e}'} | {'-' if i == 0 else f'{same:.4%}'} |")
     text = "\n".join(lines) + "\n"
     (folder / "equivalence.md").write_text(text)

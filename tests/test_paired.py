@@ -3,7 +3,8 @@ project's Frechet distance, and pairing narrows the interval of a difference."""
 import numpy as np
 import pytest
 
-from bench.quality.paired import Reference, bootstrap_fids, difference, fid
+from bench.quality.paired import (Reference, bootstrap_fids, difference, fid, permuted_fids,
+                                  sign_flip_p_value)
 from bench.quality.statistics import Moments, frechet_distance
 
 
@@ -34,8 +35,9 @@ def test_identical_cells_differ_by_exactly_zero_and_are_tied():
     a, _ = paired_cells(rng)
     ref = Reference.from_features(gaussian(rng, 500, 8))
     resampled = bootstrap_fids([a, a.copy()], ref, resamples=50)
-    result = difference(fid(a, ref), fid(a, ref), resampled[0], resampled[1])
-    assert result.value == result.low == result.high == 0.0 and result.tied
+    result = difference(fid(a, ref), fid(a, ref), resampled[0], resampled[1],
+                        lambda: sign_flip_p_value(a, a.copy(), ref, permutations=19))
+    assert result.value == result.low == result.high == 0.0 and result.p_value == 1.0 and result.tied
 
 
 def test_pairing_narrows_the_interval_of_a_difference():
@@ -43,7 +45,8 @@ def test_pairing_narrows_the_interval_of_a_difference():
     a, b = paired_cells(rng, shift_b=0.1)
     ref = Reference.from_features(gaussian(rng, 500, 8))
     resampled = bootstrap_fids([a, b], ref, resamples=300)
-    paired = difference(fid(a, ref), fid(b, ref), resampled[0], resampled[1])
+    paired = difference(fid(a, ref), fid(b, ref), resampled[0], resampled[1],
+                        lambda: sign_flip_p_value(a, b, ref))
     unpaired_width = 2 * 1.96 * np.hypot(resampled[0].std(), resampled[1].std())
     assert (paired.high - paired.low) < unpaired_width / 2
     assert not paired.tied and paired.value < 0 and paired.a_better > 0.99
@@ -64,3 +67,43 @@ def test_batched_resamples_equal_fid_of_each_resampled_set(reference_images):
     indices = np.random.default_rng(0).integers(0, 50, size=(7, 50))
     expected = [fid(features[i], reference) for i in indices]
     assert bootstrap_fids([features], reference, resamples=7)[0] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("reference_images", [30, 200])
+def test_swapped_fids_equal_fid_of_each_swapped_pair_of_cells(reference_images):
+    rng = np.random.default_rng(4)
+    a, b = paired_cells(rng, shift_b=0.2, n=40)
+    reference = Reference.from_features(gaussian(rng, reference_images, 8))
+    swaps = rng.random((6, 40)) < 0.5
+    fid_a, fid_b = permuted_fids(a, b, reference, swaps)
+    assert fid_a == pytest.approx([fid(np.where(s[:, None], b, a), reference) for s in swaps], rel=1e-9)
+    assert fid_b == pytest.approx([fid(np.where(s[:, None], a, b), reference) for s in swaps], rel=1e-9)
+
+
+def test_the_permutation_p_value_is_small_for_a_clear_difference_and_never_below_its_floor():
+    rng = np.random.default_rng(5)
+    a, b = paired_cells(rng, shift_b=0.3)
+    reference = Reference.from_features(gaussian(rng, 500, 8))
+    assert sign_flip_p_value(a, b, reference, permutations=99) == pytest.approx(1 / 100)
+
+
+def test_the_permutation_test_stops_once_the_answer_is_no():
+    """Besag-Clifford: with 99 permutations the test is over at 5 exceedances, p = 5 / drawn."""
+    rng = np.random.default_rng(6)
+    a = gaussian(rng, 100, 8)
+    b = gaussian(rng, 100, 8)
+    reference = Reference.from_features(gaussian(rng, 500, 8))
+    p = sign_flip_p_value(a, b, reference, permutations=99)
+    assert p > 0.05 and (5 / p) == pytest.approx(round(5 / p))
+
+
+def test_a_difference_far_beyond_its_bootstrap_spread_skips_the_permutation_test():
+    rng = np.random.default_rng(7)
+    a, b = paired_cells(rng, shift_b=0.5)
+    reference = Reference.from_features(gaussian(rng, 500, 8))
+    resampled = bootstrap_fids([a, b], reference, resamples=100)
+
+    def no_test():
+        raise AssertionError("the permutation test ran")
+    found = difference(fid(a, reference), fid(b, reference), resampled[0], resampled[1], no_test)
+    assert found.test == "bootstrap" and found.significant and found.value < 0

@@ -21,13 +21,14 @@ def grid_rows():
 
 
 def fake_pairs(rows) -> Pairs:
-    """Intervals of FID_a - FID_b: +-2 around the difference, so gaps under 2 are ties."""
+    """Intervals of FID_a - FID_b: +-2 around the difference, and gaps under 2 are ties."""
     differences = {}
     for a in rows:
         for b in rows:
             if a is not b:
                 value = a["metrics"]["fid"]["value"] - b["metrics"]["fid"]["value"]
-                differences[(a["cell_key"], b["cell_key"])] = Difference(value, value - 2, value + 2, 0.5)
+                differences[(a["cell_key"], b["cell_key"])] = Difference(
+                    value, value - 2, value + 2, 0.5, 0.5 if abs(value) < 2 else 0.01, "permutation")
     return Pairs(rows, differences)
 
 

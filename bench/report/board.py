@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from bench.quality.paired import DECISION
 from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
 
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
@@ -80,12 +81,12 @@ class Board:
         if self.across_models:
             return ("Across models: every row is ranked against every other, so a rank compares a "
                     "sampler together with its network, not the sampler alone."
-                    + (" FID's rank is statistical (paired bootstrap)." if self.pairs is not None else ""))
+                    + (f" FID's rank is statistical ({DECISION})." if self.pairs is not None else ""))
         text = "Bold, underline and ranks compare rows of the same model (the same checkpoint)."
         if self.pairs is not None:
-            text += (" FID's rank is 1 + the rows of the same model whose FID is lower with 95 % "
-                     "confidence (paired bootstrap over the shared seeds): rows statistically tied "
-                     "with the best share rank 1. " + self.pairs.summary()).rstrip()
+            text += (" FID's rank is 1 + the rows of the same model whose FID is significantly "
+                     f"lower ({DECISION}): rows statistically tied with the best share rank 1. "
+                     + self.pairs.summary()).rstrip()
         return text
 
 

@@ -1,6 +1,7 @@
 """Plain-text sentences a report says about its rows: what protocol a table was measured under,
 what the ± means, where and with what it ran, and notes for unusual result sets. Formats escape
 them when they write them."""
+from bench.quality.paired import DECISION
 from bench.report.board import OVERHEAD_PLAUSIBLE, SUSPECT, Board, line_name, present_metrics
 from bench.rows import Row, is_scored
 
@@ -151,8 +152,8 @@ def grid_caption(row: Row) -> str:
 
 FID_PIVOT_TITLE = "FID at NFE = k (per column, the best of each model bold, second underlined)"
 PAIRED_RANK_NOTE = ("#r: the paired rank in its NFE column, 1 + the rows of the same model at "
-                    "that NFE whose FID is lower with 95 % confidence (paired bootstrap over the "
-                    "shared seeds); the #1 rows are statistically tied with the best.")
+                    f"that NFE whose FID is significantly lower ({DECISION}); the #1 rows are "
+                    "statistically tied with the best.")
 TIME_PIVOT_TITLE = ("Time per image (ms) at NFE = k, with the sampler overhead in situ in "
                     "brackets (sampling time over the time inside the denoiser's own calls: what "
                     "a solver's arithmetic adds, whatever the machine's speed)")

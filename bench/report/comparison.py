@@ -3,7 +3,8 @@ change from B (baseline) to A (current) and a verdict that respects the uncertai
 
 Verdict rules, written once here and in the report's note:
 - FID, when both rows stored their features (same seeds, same reference): the paired bootstrap
-  interval of the difference (`bench.quality.paired`); better or worse only when it excludes 0;
+  interval of the difference (`bench.quality.paired`); better or worse only when the paired
+  permutation test rejects no difference (p <= 0.05);
 - a quality metric changes only when |delta| > 2 x sqrt(u_A^2 + u_B^2), u being each row's stored
   standard error (about a 95 % interval for a difference); without an error on both sides the
   verdict is "no interval"; rows measured under different metric protocols are "not comparable";
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.quality.paired import bootstrap_fids, difference
+from bench.quality.paired import DECISION, bootstrap_fids, difference, sign_flip_p_value
 from bench.quality.stored_features import load_cell_features, load_reference
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
 from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
@@ -99,7 +100,8 @@ def compare_time(current: Row, baseline: Row) -> Delta | None:
 def paired_fid(current: Row, baseline: Row, current_dir: Path | None,
                baseline_dir: Path | None) -> Delta | None:
     """FID's change from the two rows' stored features, when both hold them and drew the same
-    seeds against the same reference: the paired bootstrap interval of the difference."""
+    seeds against the same reference: the paired bootstrap interval of the difference and the
+    paired permutation test's verdict."""
     if current_dir is None or baseline_dir is None or not (current["paired"] and baseline["paired"]):
         return None
     if (current["protocol_fingerprint"] != baseline["protocol_fingerprint"]
@@ -113,8 +115,9 @@ def paired_fid(current: Row, baseline: Row, current_dir: Path | None,
         return None
     now, before = metric_value(current, "fid"), metric_value(baseline, "fid")
     resampled = bootstrap_fids(features, reference)
-    found = difference(now, before, resampled[0], resampled[1])
-    verdict = "better" if found.high < 0 else "worse" if found.low > 0 else "no change"
+    found = difference(now, before, resampled[0], resampled[1],
+                       lambda: sign_flip_p_value(features[0], features[1], reference))
+    verdict = "no change" if found.tied else "better" if found.value < 0 else "worse"
     return Delta(cell_name(current), "FID (paired)", before, now,
                  max(found.high - found.value, found.value - found.low), verdict)
 
@@ -142,8 +145,8 @@ def number(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-RULES = ("FID (paired): the change is called only when its 95 % paired-bootstrap interval (the "
-         "rows' stored features, the same seeds and reference) excludes 0. Any other quality "
+RULES = ("FID (paired): the change is called only when it is significant by "
+         f"{DECISION} (the rows' stored features, the same seeds and reference). Any other quality "
          "change is called only when it exceeds 2 x the combined standard error of the two rows; a time change only when it exceeds 5 % and a Mann-Whitney test on the timed "
          "rounds gives p < 0.01 (\"too few rounds\" when no outcome of that many rounds could), or, "
          "for rows without rounds, the combined spread of timed rounds.")

@@ -6,6 +6,7 @@ import base64
 import html
 from pathlib import Path
 
+from bench.quality.paired import DECISION
 from bench.report.board import (ROW_TEXT, Board, Cell, line_name, model_text, pivot, status_text,
                                 steps_text, time_pivot)
 from bench.report.captions import FID_PIVOT_TITLE, PAIRED_RANK_NOTE, TIME_PIVOT_TITLE, tie_lines
@@ -118,9 +119,9 @@ def cross_view(board: Board) -> str:
 
 
 def pairwise(board: Board) -> str:
-    """Per model, who beats whom on FID: the row's FID against the column's, from the paired
-    bootstrap (▲ lower with 95 % confidence, ▼ higher, ≈ tied; the number is the share of
-    resamples where the row's FID is lower)."""
+    """Per model, who beats whom on FID: the row's FID against the column's, by the paired test
+    (▲ significantly lower, ▼ higher, ≈ tied; the number is the share of bootstrap resamples
+    where the row's FID is lower)."""
     pairs = board.pairs
     if pairs is None:
         return ""
@@ -142,18 +143,19 @@ def pairwise(board: Board) -> str:
                     cells.append("<td></td>")
                     continue
                 found = pairs.differences[(a["cell_key"], b["cell_key"])]
-                mark = "▲" if found.high < 0 else "▼" if found.low > 0 else "≈"
+                mark = "≈" if found.tied else "▲" if found.value < 0 else "▼"
                 cells.append(f'<td title="FID difference {found.value:.3g}, 95 % interval '
-                             f'{found.low:.3g} to {found.high:.3g}">{mark} {found.a_better:.0%}</td>')
+                             f'{found.low:.3g} to {found.high:.3g}, p {found.p_value:.2g}">'
+                             f'{mark} {found.a_better:.0%}</td>')
             body.append(f'<tr><td class="text">{esc(line_name(a))}</td>{"".join(cells)}</tr>')
         tables.append(f"<h4>{esc(model)}</h4>" + f'<div class="scroll"><table><thead><tr>{heads}'
                       f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
     if not tables:
         return ""
-    return folded("Pairwise FID comparisons (paired bootstrap)",
-                  paragraphs(["▲: the row's FID is lower than the column's with 95 % confidence; "
-                              "▼: higher; ≈: tied. The number is the share of resamples in which "
-                              "the row's FID is lower."], "caption") + "".join(tables))
+    return folded("Pairwise FID comparisons (paired test)",
+                  paragraphs([f"▲: the row's FID is significantly lower than the column's ({DECISION}); "
+                              "▼: higher; ≈: tied. The number is the share of bootstrap resamples "
+                              "in which the row's FID is lower."], "caption") + "".join(tables))
 
 
 def grid_html(title: str, names, nfes, grid) -> str:

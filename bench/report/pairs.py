@@ -1,12 +1,14 @@
 """Paired statistics of a table's rows from the features stored beside them (`bench.quality.paired`):
-for every two rows the paired bootstrap interval of their FID difference, from which a row's
-statistical rank (1 + the rows significantly better than it: rows tied with the best share
-rank 1), the pairwise matrix and what pairing buys over the rows' separate standard errors."""
+for every two rows the paired bootstrap interval of their FID difference and the permutation
+test's decision, from which a row's statistical rank (1 + the rows significantly better than
+it: rows tied with the best share rank 1), the pairwise matrix and what pairing buys over the
+rows' separate standard errors."""
 import dataclasses
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.quality.paired import LEVEL, Difference, bootstrap_fids, difference
+from bench.quality.paired import LEVEL, Difference, bootstrap_fids, difference, sign_flip_p_value
 from bench.quality.stored_features import load_cell_features, load_reference
 from bench.report.board import model_identity, ok
 from bench.rows import Row, metric_error, metric_value
@@ -23,8 +25,10 @@ class Pairs:
         return any(r["cell_key"] == key for r in self.rows)
 
     def better(self, a: str, b: str) -> bool:
-        """a's FID is significantly lower than b's (the interval of FID_a - FID_b is below 0)."""
-        return self.differences[(a, b)].high < 0
+        """a's FID is significantly lower than b's (the paired test rejects FID_a = FID_b and
+        FID_a - FID_b < 0)."""
+        found = self.differences[(a, b)]
+        return found.significant and found.value < 0
 
     def ranks(self, keys: list[str | None]) -> list[int | None]:
         """1 + the number of rows significantly better; None for rows not covered."""
@@ -106,6 +110,18 @@ def board_pairs(rows: list[Row], results_dir: Path) -> Pairs | None:
     features = [load_cell_features(results_dir, r["paired"]["features"]) for r in usable]
     resampled = bootstrap_fids(features, reference)
     fids = [metric_value(r, "fid") for r in usable]
-    differences = {(a["cell_key"], b["cell_key"]): difference(fids[i], fids[j], resampled[i], resampled[j])
+    p_values: dict[frozenset, float] = {}      # one test per pair of rows, either order
+
+    def p_value(i: int, j: int) -> Callable[[], float]:
+        pair = frozenset((i, j))
+
+        def test() -> float:
+            if pair not in p_values:
+                p_values[pair] = sign_flip_p_value(features[i], features[j], reference)
+            return p_values[pair]
+        return test
+
+    differences = {(a["cell_key"], b["cell_key"]): difference(fids[i], fids[j], resampled[i],
+                                                              resampled[j], p_value(i, j))
                    for i, a in enumerate(usable) for j, b in enumerate(usable) if i != j}
     return Pairs(usable, differences)

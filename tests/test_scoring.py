@@ -5,8 +5,8 @@ import torch
 from bench.data.datasets import load_dataset
 from bench.data.quantize import to_uint8
 from bench.quality.metrics import features_of, fid_statistics, load_extractor
-from bench.quality.scoring import CellScorer, Reference, block_ends, prefix_counts
-from bench.quality.statistics import frechet_distance
+from bench.quality.scoring import CellScorer, Reference, block_ends
+from bench.quality.statistics import frechet_at_infinity, frechet_distance, infinity_counts
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +50,23 @@ def test_fid_spread_comes_from_disjoint_seed_blocks(digits):
     assert spread["value"] == pytest.approx(np.std(expected, ddof=1) / np.sqrt(3), rel=1e-4)
 
 
-def test_fid_infinity_extrapolates_fid_at_nested_prefixes(digits):
+def test_fid_infinity_is_dgm_evals_procedure_on_the_cells_features(digits):
+    extractor, pixels, _, reference = digits
     value, detail = score(digits, ["fid", "fid_infinity"], 50)["fid_infinity"]
-    assert detail["counts"] == prefix_counts(600) and detail["counts"][-1] == 600
-    assert detail["values"][0] == pytest.approx(one_shot_fid(digits, 0, detail["counts"][0]), rel=EXTRACTOR_RTOL)
+    expected = frechet_at_infinity(features_of(extractor, pixels[:600]).numpy(), reference.stats, 2020)
+    assert detail["counts"] == infinity_counts(600) == expected["counts"]
+    assert value == pytest.approx(expected["value"], rel=1e-5)
     # FID falls with N, so the extrapolation lies below FID at the full count
     assert value < detail["values"][-1] and detail["slope"] > 0
+
+
+def test_fid_infinitys_uncertainty_is_the_spread_of_its_seed_blocks(digits):
+    extractor, pixels, _, reference = digits
+    detail = score(digits, ["fid", "fid_infinity"], 64)["fid_infinity"][1]
+    features = features_of(extractor, pixels[:600]).numpy()
+    blocks = [frechet_at_infinity(features[a:a + 200], reference.stats, 2020)["value"] for a in (0, 200, 400)]
+    np.testing.assert_allclose(detail["block_values"], blocks, rtol=1e-5)
+    assert detail["value"] == pytest.approx(np.std(blocks, ddof=1) / np.sqrt(3), rel=1e-4)
 
 
 def test_feature_metrics_and_class_accuracy_are_reported_when_asked(digits):
@@ -72,10 +83,8 @@ def test_scorer_refuses_to_finish_short_of_its_sample_count(digits):
         scorer.finish()
 
 
-def test_blocks_and_prefixes_partition_the_sample_count():
+def test_blocks_partition_the_sample_count():
     assert block_ends(10, 3) == [3, 7, 10]
-    counts = prefix_counts(1000)
-    assert counts[0] == 200 and counts[-1] == 1000 and counts == sorted(set(counts))
 
 
 def peak_scoring_memory(digits, n):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.quality.statistics import (Moments, extrapolate_to_infinity, frechet_distance,
+from bench.quality.statistics import (Moments, extrapolate_to_infinity, frechet_at_infinity,
+                                      frechet_distance, infinity_counts,
                                       sqrtm_frechet_distance)
 
 
@@ -62,3 +63,25 @@ def test_extrapolation_recovers_the_intercept_of_a_line_in_one_over_n():
     counts = [100, 200, 400, 800]
     fit = extrapolate_to_infinity(counts, [3.0 + 500 / n for n in counts])
     assert fit["value"] == pytest.approx(3.0) and fit["slope"] == pytest.approx(500)
+
+
+@pytest.mark.parametrize("n, first", [(50000, 5000), (400, 40), (100000, 5000), (15, 2)])
+def test_fid_infinity_counts_are_dgm_evals(n, first):
+    counts = infinity_counts(n)
+    assert len(counts) == 15 and counts[0] == first and counts[-1] == n
+    assert counts == [int(c) for c in np.linspace(first, n, 15).astype(np.int32)]
+
+
+def test_fid_infinity_removes_most_of_fids_sample_size_bias():
+    """Samples from the reference's own Gaussian: FID at N is all bias (~ tr(S) / N and more),
+    FID_inf, averaged over datasets, lands near the true 0."""
+    rng = np.random.default_rng(8)
+    scales = np.linspace(0.5, 1.5, 8)
+    reference = {"mu": np.zeros(8), "sigma": np.diag(scales ** 2)}
+    fids, infinities = [], []
+    for seed in range(40):
+        features = rng.standard_normal((400, 8)) * scales
+        fit = frechet_at_infinity(features, reference, seed)
+        fids.append(fit["values"][-1])
+        infinities.append(fit["value"])
+    assert np.mean(fids) > 0.02 and abs(np.mean(infinities)) < np.mean(fids) / 5

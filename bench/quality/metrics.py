@@ -65,7 +65,10 @@ PIXEL_METRICS = tuple(name for name in METRICS if METRICS.get(name).needs == "pi
 
 # Settings of the feature metrics; stored in the protocol of every row that reports them.
 FID_BLOCKS = 3                    # disjoint seed blocks for FID's spread (EDM's three runs)
-FID_INFINITY = {"points": 10, "smallest_fraction": 0.2}
+FID_INFINITY = {"points": 15, "counts": "linear in N from min(5000, max(N // 10, 2)) to N",
+                "subsets": "random, without replacement, independent per count", "rng_seed": 2020,
+                "fit": "least squares in 1/N", "uncertainty": "std over the seed blocks' FID_inf / sqrt(blocks)",
+                "after": "dgm-eval compute_FD_infinity; Chong & Forsyth 2020"}
 KID = {"subsets": 100, "max_subset_size": 1000, "kernel": "poly", "degree": 3, "rng_seed": 2020}
 PRC = {"neighborhood": 3}
 ISC = {"splits": 10, "rng_seed": 2020}
@@ -200,7 +203,7 @@ def metric_settings(metrics, n_samples: int, reference_count: int) -> dict:
     """The settings of the requested feature metrics, for the protocol fingerprint."""
     settings = {"fid": {"uncertainty": "std over disjoint seed blocks", "blocks": FID_BLOCKS}}
     if "fid_infinity" in metrics:
-        settings["fid_infinity"] = {**FID_INFINITY, "prefixes": "nested, in seed order"}
+        settings["fid_infinity"] = FID_INFINITY
     if "kid" in metrics:
         settings["kid"] = {**KID, "subset_size": kid_subset_size(n_samples, reference_count)}
     if "precision" in metrics or "recall" in metrics:

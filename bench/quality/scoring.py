@@ -4,8 +4,8 @@ Features go straight into float64 running moments (`bench.quality.statistics.Mom
 of each sample's features is kept for storage beside the row (paired comparisons, 2 bytes per
 dimension per sample), float32 ones only for the metrics that need every one (KID,
 precision/recall) and logits only for the Inception Score. Along the way the
-scorer takes FID of each disjoint seed block (its spread is FID's uncertainty) and, for FID_inf,
-FID of nested prefixes of the seed order.
+scorer takes FID of each disjoint seed block (its spread is FID's uncertainty); FID_inf comes
+at the end from the kept features, for the whole cell and for each seed block (its spread).
 """
 import dataclasses
 from collections import defaultdict
@@ -18,8 +18,7 @@ from bench.quality.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METR
                                    fid_protocol, inception_score, kid, precision_recall,
                                    reference_features, reference_statistics,
                                    statistics_file_protocol, stored_metric)
-from bench.quality.statistics import (Moments, extrapolate_to_infinity, frechet_distance,
-                                      mean_with_error)
+from bench.quality.statistics import Moments, frechet_at_infinity, frechet_distance, mean_with_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +54,6 @@ def block_ends(n_samples: int, blocks: int) -> list[int]:
     return [round(n_samples * (j + 1) / blocks) for j in range(blocks)]
 
 
-def prefix_counts(n_samples: int) -> list[int]:
-    """Sample counts evenly spaced in 1/N, from the smallest fraction of N up to N."""
-    inverse = np.linspace(1 / (FID_INFINITY["smallest_fraction"] * n_samples), 1 / n_samples,
-                          FID_INFINITY["points"])
-    return sorted({max(2, round(1 / value)) for value in inverse})
-
-
 @dataclasses.dataclass
 class BatchScores:
     """One batch's contribution to a cell's scores."""
@@ -88,8 +80,7 @@ class CellScorer:
         self.metrics = set(metrics) | {"fid"}
         self.total = self.block = None
         self.block_ends = block_ends(n_samples, FID_BLOCKS)
-        self.prefix_counts = prefix_counts(n_samples) if "fid_infinity" in self.metrics else []
-        self.block_fids, self.prefix_fids = [], []
+        self.block_fids = []
         self.kept_features, self.kept_logits = [], []
         self.stored_features = []        # every sample's features, float16, for paired comparisons
         self.correct = self.labelled = 0
@@ -121,7 +112,7 @@ class CellScorer:
         self._stream(scores.features.double())
         if self.store_features:
             self.stored_features.append(scores.features.cpu().to(torch.float16).numpy())
-        if self.wants("features"):
+        if self.wants("features") or "fid_infinity" in self.metrics:
             self.kept_features.append(scores.features.float())
         if scores.logits is not None:
             self.kept_logits.append(scores.logits)
@@ -136,12 +127,12 @@ class CellScorer:
         return np.concatenate(self.stored_features)
 
     def _stream(self, features: torch.Tensor) -> None:
-        """Adds features to the running moments, stopping at every block end and prefix count."""
+        """Adds features to the running moments, stopping at every block end."""
         if self.total is None:
             self.total, self.block = Moments(features.shape[1]), Moments(features.shape[1])
         while len(features):
             position = self.total.count
-            stop = min(c for c in self.block_ends + self.prefix_counts + [self.n_samples]
+            stop = min(c for c in self.block_ends + [self.n_samples]
                        if c > position) if position < self.n_samples else position + len(features)
             head, features = features[:stop - position], features[stop - position:]
             self.total.update(head)
@@ -153,9 +144,6 @@ class CellScorer:
             if self.block.count >= 2:
                 self.block_fids.append(frechet_distance(self.block.stats(), self.reference.stats))
             self.block = Moments(len(self.total.mean))
-        if count in self.prefix_counts:
-            self.prefix_fids.append((count, frechet_distance(self.total.stats(),
-                                                             self.reference.stats)))
 
     def finish(self) -> dict[str, tuple[float, dict | None]]:
         if self.total is None or self.total.count != self.n_samples:
@@ -163,14 +151,11 @@ class CellScorer:
             raise RuntimeError(f"scored {seen} samples, expected {self.n_samples}")
         results = {"fid": (frechet_distance(self.total.stats(), self.reference.stats),
                            self._fid_spread())}
-        if self.prefix_fids:
-            counts, values = zip(*self.prefix_fids)
-            fit = extrapolate_to_infinity(counts, values)
-            results["fid_infinity"] = (fit["value"], {
-                "kind": "fid_at_nested_counts", "value": None, "counts": list(counts),
-                "values": list(values), "slope": fit["slope"]})
-        if self.kept_features and self.reference.features is not None:
-            self._feature_metrics(torch.cat(self.kept_features), results)
+        kept = torch.cat(self.kept_features) if self.kept_features else None
+        if "fid_infinity" in self.metrics:
+            results["fid_infinity"] = self._fid_infinity(kept.double().numpy())
+        if kept is not None and self.reference.features is not None:
+            self._feature_metrics(kept, results)
         if "isc" in self.metrics:
             mean, std = inception_score(torch.cat(self.kept_logits))
             results["isc"] = (mean, {"kind": "std_over_splits", "value": std})
@@ -192,6 +177,19 @@ class CellScorer:
                 "note": "standard error of the full-N FID estimated as std over blocks / "
                         "sqrt(blocks)", "blocks": len(values), "block_values": values,
                 "block_mean": float(np.mean(values)), "block_std": std}
+
+    def _fid_infinity(self, features: np.ndarray) -> tuple[float, dict]:
+        """FID_inf of the cell and of each seed block (the blocks FID's spread uses), its
+        uncertainty the blocks' spread over sqrt(blocks), as FID's."""
+        seed = FID_INFINITY["rng_seed"]
+        fit = frechet_at_infinity(features, self.reference.stats, seed)
+        starts = [0] + self.block_ends[:-1]
+        blocks = [frechet_at_infinity(features[a:b], self.reference.stats, seed)["value"]
+                  for a, b in zip(starts, self.block_ends) if b - a >= 4]
+        error = float(np.std(blocks, ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else None
+        return fit["value"], {"kind": "seed_blocks", "value": error, "blocks": len(blocks),
+                              "block_values": blocks, "counts": fit["counts"],
+                              "values": fit["values"], "slope": fit["slope"]}
 
     def _feature_metrics(self, features: torch.Tensor, results: dict) -> None:
         reference = self.reference.features

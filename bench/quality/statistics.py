@@ -109,6 +109,27 @@ def extrapolate_to_infinity(counts, values) -> dict:
     return {"value": float(intercept), "slope": float(slope)}
 
 
+def infinity_counts(n: int, points: int = 15) -> list[int]:
+    """dgm-eval's sample counts for FD_inf: `points` evenly spaced in N (not in 1/N) from
+    min(5000, max(N // 10, 2)) to N, truncated to integers (Chong & Forsyth's 15 points from
+    5000, with dgm-eval's floor for fewer than 50,000 samples)."""
+    return [int(c) for c in np.linspace(min(5000, max(n // 10, 2)), n, points).astype(np.int32)]
+
+
+def frechet_at_infinity(features: np.ndarray, reference: dict, seed: int, points: int = 15) -> dict:
+    """FD_inf as dgm-eval computes it: at each of `infinity_counts` a fresh random subset of
+    the samples, without replacement (independent across counts), its Frechet distance to the
+    reference statistics, and the line in 1/N through them (`extrapolate_to_infinity`). The
+    subsets come from `seed`, where dgm-eval's are unseeded."""
+    features = np.asarray(features, np.float64)
+    rng = np.random.default_rng(seed)
+    counts = infinity_counts(len(features), points)
+    values = [frechet_distance(Moments(features.shape[1]).update(
+        features[rng.choice(len(features), count, replace=False)]).stats(), reference)
+        for count in counts]
+    return {**extrapolate_to_infinity(counts, values), "counts": counts, "values": values}
+
+
 def mean_with_error(values: np.ndarray) -> tuple[float, dict]:
     """The mean and its standard error over images (the spread of a per-image metric)."""
     finite = len(values) > 1 and bool(np.isfinite(values).all())

@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a dataset (name, folder or .npz) or FID statistics (.npz with mu, sigma)")
     score.add_argument("--ref-split", default="train", choices=["train", "test"],
                        help="the reference dataset's split (default train)")
-    score.add_argument("--metrics", default="fid", help="comma-separated: fid, fid_infinity, kid, "
-                       "precision, recall, isc (default fid)")
-    score.add_argument("--feature-extractor", default="lenet", choices=["lenet", "inception"])
+    score.add_argument("--metrics", default="fid", help="comma-separated: fid, fid_infinity, fd, kid, "
+                       "cmmd, precision, recall, density, coverage, isc (default fid)")
+    score.add_argument("--feature-extractor", default="lenet", help="lenet, inception, a plugin's "
+                       "extractor, dinov2:PATH or clip:PATH (default lenet)")
     score.add_argument("--inception-weights", default=None, help="a weights file for inception")
     score.add_argument("--append", metavar="SUITE",
                        help="also store the scores as a row of results/<SUITE>/ (ranked with the "

@@ -16,6 +16,7 @@ from bench.models.recipes import (RECIPES, default_recipe_name, load_suite_exter
 from bench.paths import REPO_ROOT
 from bench.plugins import load_plugins
 from bench.quality.metrics import EXTRACTORS, METRICS
+from bench.quality.vit import is_vit_spec
 from methods import METHODS
 from methods.errors import DiffbenchError
 from methods.registry import typed_like, validate_name, validate_number
@@ -149,6 +150,7 @@ def parse_suite(data: dict, path: Path) -> SuiteConfig:
         fields[key] = typed_like(value, SUITE_KEYS[key].default, f"{where}: [suite].{key}", str)
     config = SuiteConfig(name=name, path=str(path), **fields)
     config = dataclasses.replace(config, dataset=_resolve_dataset(config.dataset, path),
+                                 feature_extractor=_resolve_extractor(config.feature_extractor, path),
                                  inception_weights=_resolve_file(config.inception_weights, path),
                                  reference_stats=_resolve_file(config.reference_stats, path),
                                  models=_parse_models(data.get("models", {}), path),
@@ -171,6 +173,14 @@ def _resolve_dataset(spec: str, suite_path: Path) -> str:
         return _resolve_file(spec, suite_path)
     raise DiffbenchError(f"{suite_path}: unknown dataset {spec!r}; valid names: "
                          f"{', '.join(DATASETS)}; or give a folder of images or an .npz file")
+
+
+def _resolve_extractor(spec: str, suite_path: Path) -> str:
+    """A `dinov2:PATH` / `clip:PATH` extractor's path, relative to the suite file first."""
+    if not is_vit_spec(spec) or spec.endswith(":hub"):
+        return spec
+    kind, location = spec.split(":", 1)
+    return f"{kind}:{_resolve_file(location, suite_path)}"
 
 
 def _resolve_file(spec: str, suite_path: Path) -> str:
@@ -260,7 +270,8 @@ def _validate(config: SuiteConfig, where: str) -> None:
 
     for metric in config.metrics:
         named(METRICS, metric, "metric")
-    named(EXTRACTORS, config.feature_extractor, "feature extractor")
+    if not is_vit_spec(config.feature_extractor):
+        named(EXTRACTORS, config.feature_extractor, "feature extractor")
     if config.inception_weights and config.feature_extractor != "inception":
         raise DiffbenchError(f"{where}: inception_weights is set but feature_extractor is "
                              f"{config.feature_extractor!r}: drop it or use \"inception\"")

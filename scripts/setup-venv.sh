@@ -24,7 +24,7 @@ fi
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   echo "diffbench setup: installing diffbench and its dependencies into $VENV (a few minutes the first time)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,inception,samplers]"
+  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test,inception,samplers,vit]"
   # k-diffusion's samplers: the package without its training/evaluation dependencies (see pyproject)
   "$VENV/bin/python" -m pip install --quiet --no-deps "k-diffusion==0.1.1.post1"
   echo "$WANT" > "$STAMP"

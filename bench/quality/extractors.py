@@ -93,6 +93,7 @@ class Extractor:
     batch_size: int = 500      # images per forward pass
     logits_layer: str | None = None   # class logits, for the Inception Score
     classifies_dataset: bool = False  # its logits are the dataset's classes (class accuracy)
+    preprocessing: dict | None = None  # how images reach the network, when not the network's own
 
     @torch.no_grad()
     def __call__(self, images_uint8: torch.Tensor) -> dict[str, torch.Tensor]:

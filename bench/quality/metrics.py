@@ -1,8 +1,10 @@
 """Quality metrics: features -> statistics -> number (torch-fidelity's chain).
 
 Every metric is registered with its direction. Feature-space metrics take the features of a
-registered extractor: FID (Frechet distance of feature Gaussians, `bench.quality.statistics`), FID_inf,
-KID, precision/recall and the Inception Score come from torch-fidelity's own functions;
+registered extractor: FID (Frechet distance of feature Gaussians, `bench.quality.statistics`;
+`fd` is the same number under the field's extractor-neutral name) and FID_inf; KID,
+precision/recall and the Inception Score come from torch-fidelity's own functions; CMMD, density
+and coverage from `bench.quality.distances`;
 `class_acc` is the domain classifier's accuracy on class-conditional samples. The per-image
 metrics (PSNR, SSIM, LR-consistency, inpainting's known-region error) compare each output with
 its task's target (`bench.run.tasks`, `bench.quality.fidelity`).
@@ -21,8 +23,10 @@ import torch
 from bench.data.datasets import load_dataset
 from bench.data.quantize import QUANTISATION, to_uint8
 from bench.paths import atomic_write, cache_dir
+from bench.quality.distances import CMMD, DENSITY_COVERAGE
 from bench.quality.extractors import Extractor, inception_extractor, lenet_extractor
 from bench.quality.statistics import Moments
+from bench.quality.vit import is_vit_spec, vit_extractor
 from bench.rows import MetricEntry, metric_entry
 from methods.errors import DiffbenchError
 from methods.registry import Registry
@@ -41,7 +45,17 @@ METRICS: Registry[Metric] = Registry("metric")
 for _metric in (
         Metric("fid", False, "Frechet distance between feature Gaussians"),
         Metric("fid_infinity", False, "FID extrapolated to infinitely many samples (Chong & "
-               "Forsyth 2020), from FID at nested sample counts", "statistics"),
+               "Forsyth 2020; dgm-eval's 15 counts from min(5000, N/10))", "statistics"),
+        Metric("fd", False, "Frechet distance in the suite's feature space (FD_DINOv2 with a "
+               "dinov2 extractor; the same number as fid, named for any extractor)"),
+        Metric("cmmd", False, "RBF-kernel MMD^2 (sigma 10) x 1000 (Jayasumana et al. 2024; CMMD "
+               "proper with a clip extractor), the reference code's biased estimator", "features"),
+        Metric("cmmd_unbiased", False, "cmmd's unbiased estimator (diagonals left out): no 1/N "
+               "bias at few samples", "features"),
+        Metric("density", True, "samples inside the reference's k-NN balls, over k (Naeem et al. "
+               "2020, k = 5)", "features"),
+        Metric("coverage", True, "share of reference images whose k-NN ball holds a sample "
+               "(Naeem et al. 2020, k = 5)", "features"),
         Metric("kid", False, "kernel (MMD^2, cubic polynomial) distance, mean over subsets",
                "features"),
         Metric("precision", True, "fraction of samples inside the reference's k-NN manifold "
@@ -80,7 +94,11 @@ EXTRACTORS.register("inception", inception_extractor)
 
 def load_extractor(name: str, dataset_spec: str, weights_path: str | None = None) -> Extractor:
     """`lenet` resolves to the LeNet trained on the suite's dataset (`lenet-<dataset>`);
-    `inception` to torch-fidelity's network with weights resolved as bench.quality.inception says."""
+    `inception` to torch-fidelity's network with weights resolved as bench.quality.inception says;
+    `dinov2:PATH` and `clip:PATH` to a user's ViT (`bench.quality.vit`); any other name to a
+    registered (plugin) extractor."""
+    if is_vit_spec(name):
+        return vit_extractor(name)
     return EXTRACTORS.get(name)(dataset_spec, weights_path=weights_path)
 
 
@@ -210,6 +228,10 @@ def metric_settings(metrics, n_samples: int, reference_count: int) -> dict:
         settings["prc"] = PRC
     if "isc" in metrics:
         settings["isc"] = ISC
+    if "cmmd" in metrics or "cmmd_unbiased" in metrics:
+        settings["cmmd"] = CMMD
+    if "density" in metrics or "coverage" in metrics:
+        settings["density_coverage"] = DENSITY_COVERAGE
     return settings
 
 
@@ -238,6 +260,7 @@ def statistics_file_protocol(extractor: Extractor, path, probe_uint8: torch.Tens
 def _protocol(extractor: Extractor, reference: dict, n_samples: int, metrics, reference_count: int) -> dict:
     return {"extractor": extractor.name, "extractor_weights_sha256": extractor.weights_sha256,
             "feature_layer": extractor.feature_layer, "resize": None,
+            **({"preprocessing": extractor.preprocessing} if extractor.preprocessing else {}),
             "quantisation": QUANTISATION, "n_samples": n_samples, "reference": reference,
             "metrics": metric_settings(metrics, n_samples, reference_count)}
 

@@ -13,6 +13,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
+from bench.quality.distances import cmmd, density_coverage
 from bench.quality.extractors import Extractor
 from bench.quality.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METRICS, extract,
                                    fid_protocol, inception_score, kid, precision_recall,
@@ -152,6 +153,8 @@ class CellScorer:
         results = {"fid": (frechet_distance(self.total.stats(), self.reference.stats),
                            self._fid_spread())}
         kept = torch.cat(self.kept_features) if self.kept_features else None
+        if "fd" in self.metrics:
+            results["fd"] = results["fid"]
         if "fid_infinity" in self.metrics:
             results["fid_infinity"] = self._fid_infinity(kept.double().numpy())
         if kept is not None and self.reference.features is not None:
@@ -199,6 +202,15 @@ class CellScorer:
         if {"precision", "recall"} & self.metrics:
             precision, recall = precision_recall(features, reference)
             for name, value in (("precision", precision), ("recall", recall)):
+                if name in self.metrics:
+                    results[name] = (value, None)
+        if {"cmmd", "cmmd_unbiased"} & self.metrics:
+            for name, value in zip(("cmmd", "cmmd_unbiased"), cmmd(features, reference)):
+                if name in self.metrics:
+                    results[name] = (value, None)
+        if {"density", "coverage"} & self.metrics:
+            density, coverage = density_coverage(features, reference)
+            for name, value in (("density", density), ("coverage", coverage)):
                 if name in self.metrics:
                     results[name] = (value, None)
 

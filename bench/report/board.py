@@ -21,8 +21,11 @@ from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_va
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
                "inpaint": "Inpainting"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
-                  "kid": ("KID", "{:.4g}"), "precision": ("precision", "{:.3f}"),
-                  "recall": ("recall", "{:.3f}"), "isc": ("IS", "{:.3f}"),
+                  "fd": ("FD", "{:.3f}"), "kid": ("KID", "{:.4g}"), "cmmd": ("CMMD", "{:.4g}"),
+                  "cmmd_unbiased": ("CMMD (unbiased)", "{:.4g}"),
+                  "precision": ("precision", "{:.3f}"), "recall": ("recall", "{:.3f}"),
+                  "density": ("density", "{:.3f}"), "coverage": ("coverage", "{:.3f}"),
+                  "isc": ("IS", "{:.3f}"),
                   "class_acc": ("class acc", "{:.3f}"), "psnr": ("PSNR", "{:.2f}"),
                   "ssim": ("SSIM", "{:.4f}"), "lr_mse": ("LR MSE", "{:.3g}"),
                   "known_error": ("known-region max error", "{:g}")}

@@ -32,7 +32,7 @@ from bench.store import ResultStore, canonical_json
 from methods.errors import DiffbenchError
 
 # The metrics that need nothing but the samples and the reference.
-SCORABLE = ("fid", "fid_infinity", "kid", "precision", "recall", "isc")
+SCORABLE = ("fid", "fid_infinity", "fd", "kid", "cmmd", "cmmd_unbiased", "precision", "recall", "density", "coverage", "isc")
 
 
 # What stands where a method does in a scored row.

@@ -83,5 +83,15 @@ def test_a_warmup_is_reported_apart_from_nfe():
     warmed["warmup"] = {"method": "gits", "samples": 256, "evaluations_per_sample": 101,
                         "seconds": 12.5, "shared": True, "sigmas": [80.0, 1.5, 0.002]}
     (note,) = warmup_notes([warmed])
-    assert "256 samples x 101 teacher evaluations (25,856 in all, not in its NFE)" in note
-    assert "12.5 s" in note and "shared" in note and "80, 1.5, 0.002" in note
+    assert "256 samples x 101 teacher evaluations (25,856 in all, not in any NFE)" in note
+    assert "12.5 s" in note and "shared" in note and "NFE 5: 80, 1.5, 0.002" in note
+
+
+def test_one_warmup_serving_several_cells_is_one_note():
+    cells = [row(f"g{nfe}", "ipndm", nfe, 10.0, 0.01) for nfe in (4, 3)]
+    for cell, sigmas in zip(cells, ([80.0, 2.0, 0.5, 0.002], [80.0, 1.0, 0.002])):
+        cell["warmup"] = {"method": "gits", "samples": 256, "evaluations_per_sample": 101,
+                          "seconds": 12.5, "shared": True, "sigmas": sigmas}
+    (note,) = warmup_notes(cells)
+    assert "one search shared by the suite's 2 cells" in note
+    assert note.endswith("Levels at NFE 3: 80, 1, 0.002; NFE 4: 80, 2, 0.5, 0.002.")

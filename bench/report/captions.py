@@ -128,20 +128,28 @@ def notes(rows: list[Row], boards: list[Board], suite: str) -> list[str]:
 
 
 def warmup_notes(rows: list[Row]) -> list[str]:
-    """What a warm-up (GITS's schedule search) cost, which its rows' NFE and time leave out."""
-    found = []
+    """What a warm-up (GITS's schedule search) cost, which its rows' NFE and time leave out: one
+    note per warm-up, however many cells its result served, then each cell's levels."""
+    warmups: dict[tuple, list[Row]] = {}
     for row in rows:
         warmup = row.get("warmup")
         if warmup:
-            found.append(
-                f"{line_name(row)} at NFE {row['nfe']:g}: its schedule was found by a "
-                f"{warmup['method']} warm-up of {warmup['samples']} samples x "
-                f"{warmup['evaluations_per_sample']:g} teacher evaluations "
-                f"({warmup['samples'] * warmup['evaluations_per_sample']:,.0f} in all, not in its NFE), "
-                f"{warmup['seconds']:.1f} s here"
-                + (" (shared with the suite's other cells of that model and noise range)" if warmup["shared"] else "")
-                + f"; levels {', '.join(f'{s:.3g}' for s in warmup['sigmas'])}.")
-    return found
+            key = (line_name(row), warmup["method"], warmup["samples"],
+                   warmup["evaluations_per_sample"], warmup["seconds"], warmup["shared"])
+            warmups.setdefault(key, []).append(row)
+    notes = []
+    for (name, method, samples, evaluations, seconds, shared), served in warmups.items():
+        levels = "; ".join(f"NFE {r['nfe']:g}: {', '.join(f'{s:.3g}' for s in r['warmup']['sigmas'])}"
+                           for r in sorted(served, key=lambda r: r["nfe"]))
+        notes.append(f"{name}: its schedules were found by a {method} warm-up of {samples} samples "
+                     f"x {evaluations:g} teacher evaluations ({samples * evaluations:,.0f} in all, "
+                     f"not in any NFE), {seconds:.1f} s here"
+                     + (f", one search shared by the suite's {len(served)} cells of that model "
+                        "and noise range" if shared and len(served) > 1 else
+                        " (shared with the suite's other cells of that model and noise range)"
+                        if shared else "")
+                     + f". Levels at {levels}.")
+    return notes
 
 
 def grid_caption(row: Row) -> str:

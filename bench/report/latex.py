@@ -74,18 +74,30 @@ def footnote(board: Board) -> str:
 
 def text_width_cm(texts: list[str]) -> float:
     """A rough width of a \\small column: its longest entry's visible characters (commands and
-    braces dropped) at ~0.19 cm each, plus the column gap."""
-    return 0.19 * max((len(COMMANDS.sub("", t)) for t in texts), default=0) + 0.4
+    braces dropped, a $\\pm$ counted as the two characters it is about as wide as) at ~0.19 cm
+    each, plus the column gap."""
+    visible = (len(COMMANDS.sub("", t.replace(r"$\pm$", "+-"))) for t in texts)
+    return 0.19 * max(visible, default=0) + 0.4
 
 
 def text_spec(widths: list[float], room: float) -> str:
     """Column specs of the text columns: left-aligned as they are when they fit `room`, else
-    wrapped paragraph columns sharing it in proportion to their natural widths."""
+    wrapped paragraph columns sharing it in proportion to their natural widths, a column whose
+    share would fall below MIN_TEXT_CM held there and the rest shared among the others (so the
+    floors never push the total past the room)."""
     if sum(widths) <= room:
         return "l" * len(widths)
-    share = max(room, MIN_TEXT_CM * len(widths)) / sum(widths)
-    return "".join(rf">{{\raggedright\arraybackslash}}p{{{max(MIN_TEXT_CM, w * share) - 0.4:.1f}cm}}"
-                   for w in widths)
+    room = max(room, MIN_TEXT_CM * len(widths))
+    floored: set[int] = set()
+    while True:
+        others = [w for i, w in enumerate(widths) if i not in floored]
+        share = (room - MIN_TEXT_CM * len(floored)) / sum(others) if others else 0.0
+        below = {i for i, w in enumerate(widths) if i not in floored and w * share < MIN_TEXT_CM}
+        if not below:
+            break
+        floored |= below
+    sizes = [MIN_TEXT_CM if i in floored else w * share for i, w in enumerate(widths)]
+    return "".join(rf">{{\raggedright\arraybackslash}}p{{{size - 0.4:.1f}cm}}" for size in sizes)
 
 
 HEAD_CHARACTERS = 10          # a number column's header wraps here, so the numbers set its width

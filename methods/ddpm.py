@@ -58,9 +58,10 @@ def discrete_alphas_cumprod(beta_schedule: str = "linear", num_steps: int = NUM_
     raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
 
 
-def ddpm_eps_loss(net, x0, generator, labels=None, lowres=None):
-    """L_simple: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{0..T-1}."""
-    alphas_cumprod = linear_alphas_cumprod().to(x0.device, torch.float32)
+def eps_loss(alphas_cumprod: torch.Tensor, net, x0, generator, labels=None, lowres=None):
+    """L_simple: || eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t) ||^2, t ~ U{0..T-1},
+    on the training schedule `alphas_cumprod`."""
+    alphas_cumprod = alphas_cumprod.to(x0.device, torch.float32)
     t = torch.randint(0, NUM_TRAIN_STEPS, (x0.shape[0],), generator=generator, device=x0.device)
     eps = torch.randn(x0.shape, generator=generator, device=x0.device)
     abar = alphas_cumprod[t].reshape(-1, 1, 1, 1)
@@ -68,11 +69,28 @@ def ddpm_eps_loss(net, x0, generator, labels=None, lowres=None):
     return F.mse_loss(net(x_t, t.float(), class_labels=labels, cond_image=lowres), eps)
 
 
+def ddpm_eps_loss(net, x0, generator, labels=None, lowres=None):
+    """DDPM's objective on its linear beta schedule (Ho et al. 2020)."""
+    return eps_loss(linear_alphas_cumprod(), net, x0, generator, labels, lowres)
+
+
+def cosine_eps_loss(net, x0, generator, labels=None, lowres=None):
+    """The same objective on the cosine schedule (Nichol & Dhariwal 2021, diffusers'
+    "squaredcos_cap_v2")."""
+    return eps_loss(discrete_alphas_cumprod("squaredcos_cap_v2"), net, x0, generator, labels, lowres)
+
+
 def make_eps_denoiser(net):
     return DiscreteVPDenoiser(net, linear_alphas_cumprod())
 
 
+def make_cosine_eps_denoiser(net):
+    return DiscreteVPDenoiser(net, discrete_alphas_cumprod("squaredcos_cap_v2"))
+
+
 OBJECTIVES.register("ddpm-eps", Objective("ddpm-eps", ddpm_eps_loss, make_eps_denoiser))
+OBJECTIVES.register("ddpm-eps-cosine", Objective("ddpm-eps-cosine", cosine_eps_loss,
+                                                 make_cosine_eps_denoiser))
 
 
 def respaced_sigmas(denoiser, steps: int) -> torch.Tensor:

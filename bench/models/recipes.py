@@ -111,6 +111,9 @@ register_recipe(ModelRecipe(
     name="eps", model="eps", objective="ddpm-eps", dataset="",
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
     budget=TrainBudget(steps=900, batch_size=128, lr=2e-3)))
+# The eps model on the cosine schedule (the convergence comparison's second DDPM): same network
+# and budget, only the training schedule differs; its samplers respace its own levels.
+register_recipe(dataclasses.replace(RECIPES.get("eps"), name="eps-cosine", objective="ddpm-eps-cosine"))
 register_recipe(ModelRecipe(
     name="edm", model="edm", objective="edm", dataset="",
     network=UNetConfig(base_channels=32, channel_mult=(1, 2), num_res_blocks=1),
@@ -138,6 +141,8 @@ register_recipe(ModelRecipe(
     name="eps-digits8", model="eps", objective="ddpm-eps", dataset="digits8",
     network=UNetConfig(image_size=8, base_channels=16, channel_mult=(1, 2)),
     budget=TrainBudget(steps=300, batch_size=64, lr=2e-3)))
+register_recipe(dataclasses.replace(RECIPES.get("eps-digits8"), name="eps-cosine-digits8",
+                                    objective="ddpm-eps-cosine"))
 
 
 def resolve_recipe(name: str, dataset: str, where: str, superres_scale: int = 4) -> ModelRecipe:

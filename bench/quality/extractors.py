@@ -48,22 +48,18 @@ class LeNet(nn.Module):
         return self.features(x)[1]
 
 
-class LeNetExtractor(torch_fidelity.FeatureExtractorBase):
-    """torch-fidelity wrapper: uint8 NCHW in, (fc1, logits) features out."""
+class OwnExtractor(torch_fidelity.FeatureExtractorBase):
+    """What torch-fidelity asks of an extractor this project defines: its layers (`LAYERS`, the
+    first the default for every metric), never compiled, uint8 images in."""
+    LAYERS: tuple[str, ...] = ()
 
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        super().__init__(name, features_list)
-        tensors, meta = load_checkpoint(feature_extractor_weights_path, f"feature extractor {name!r}")
-        self.net = LeNet(meta["in_channels"], meta["num_classes"])
-        self.net.load_state_dict(tensors)
+    @classmethod
+    def get_provided_features_list(cls):
+        return cls.LAYERS
 
-    @staticmethod
-    def get_provided_features_list():
-        return LENET_FEATURES
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return "fc1"
+    @classmethod
+    def get_default_feature_layer_for_metric(cls, metric):
+        return cls.LAYERS[0]
 
     @staticmethod
     def can_be_compiled():
@@ -73,9 +69,24 @@ class LeNetExtractor(torch_fidelity.FeatureExtractorBase):
     def get_dummy_input_for_compile():
         return None
 
-    def forward(self, x):
+    @staticmethod
+    def check_uint8(x: torch.Tensor) -> None:
         if x.dtype != torch.uint8:
             raise TypeError("feature extractor expects uint8 images")
+
+
+class LeNetExtractor(OwnExtractor):
+    """torch-fidelity wrapper: uint8 NCHW in, (fc1, logits) features out."""
+    LAYERS = LENET_FEATURES
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        tensors, meta = load_checkpoint(feature_extractor_weights_path, f"feature extractor {name!r}")
+        self.net = LeNet(meta["in_channels"], meta["num_classes"])
+        self.net.load_state_dict(tensors)
+
+    def forward(self, x):
+        self.check_uint8(x)
         hidden, logits = self.net.features(from_uint8(x))
         wanted = {"fc1": hidden, "logits": logits}
         return tuple(wanted[name] for name in self.features_list)

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch_fidelity
 from PIL import Image
 
-from bench.quality.extractors import Extractor
+from bench.quality.extractors import Extractor, OwnExtractor
 from methods.errors import DiffbenchError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -79,8 +78,9 @@ def resize_uint8(images_uint8: torch.Tensor, size: int, centre_crop: bool) -> to
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
 
 
-class VitFeatures(torch_fidelity.FeatureExtractorBase):
+class VitFeatures(OwnExtractor):
     """torch-fidelity's extractor interface over a ViT: uint8 in, ("embedding",) out."""
+    LAYERS = ("embedding",)
 
     def __init__(self, name: str, network: torch.nn.Module, kind: VitKind, size: int):
         super().__init__(name, ["embedding"])
@@ -88,25 +88,8 @@ class VitFeatures(torch_fidelity.FeatureExtractorBase):
         self.register_buffer("mean", torch.tensor(kind.mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(kind.std).view(1, 3, 1, 1))
 
-    @staticmethod
-    def get_provided_features_list():
-        return ("embedding",)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return "embedding"
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return None
-
     def forward(self, x):
-        if x.dtype != torch.uint8:
-            raise TypeError("feature extractor expects uint8 images")
+        self.check_uint8(x)
         pixels = resize_uint8(x, self.size, self.kind.centre_crop).to(self.mean.device).float() / 255
         embedding = self.network((pixels - self.mean) / self.std).float()
         if self.kind.unit_length:

@@ -89,9 +89,9 @@ def test_a_warmup_is_reported_apart_from_nfe():
 
 def test_one_warmup_serving_several_cells_is_one_note():
     cells = [row(f"g{nfe}", "ipndm", nfe, 10.0, 0.01) for nfe in (4, 3)]
-    for cell, sigmas in zip(cells, ([80.0, 2.0, 0.5, 0.002], [80.0, 1.0, 0.002])):
+    for cell, sigmas, shared in zip(cells, ([80.0, 2.0, 0.5, 0.002], [80.0, 1.0, 0.002]), (True, False)):
         cell["warmup"] = {"method": "gits", "samples": 256, "evaluations_per_sample": 101,
-                          "seconds": 12.5, "shared": True, "sigmas": sigmas}
+                          "seconds": 12.5, "shared": shared, "sigmas": sigmas}
     (note,) = warmup_notes(cells)
     assert "one search shared by the suite's 2 cells" in note
     assert note.endswith("Levels at NFE 3: 80, 1, 0.002; NFE 4: 80, 2, 0.5, 0.002.")

@@ -135,10 +135,11 @@ def warmup_notes(rows: list[Row]) -> list[str]:
         warmup = row.get("warmup")
         if warmup:
             key = (line_name(row), warmup["method"], warmup["samples"],
-                   warmup["evaluations_per_sample"], warmup["seconds"], warmup["shared"])
-            warmups.setdefault(key, []).append(row)
+                   warmup["evaluations_per_sample"], warmup["seconds"])
+            warmups.setdefault(key, []).append(row)    # the cell that ran it and those reusing it
     notes = []
-    for (name, method, samples, evaluations, seconds, shared), served in warmups.items():
+    for (name, method, samples, evaluations, seconds), served in warmups.items():
+        shared = any(r["warmup"]["shared"] for r in served)
         levels = "; ".join(f"NFE {r['nfe']:g}: {', '.join(f'{s:.3g}' for s in r['warmup']['sigmas'])}"
                            for r in sorted(served, key=lambda r: r["nfe"]))
         notes.append(f"{name}: its schedules were found by a {method} warm-up of {samples} samples "

@@ -79,13 +79,19 @@ def _finish(fig, ax, series: bool, x_values, xlabel: str, ylabel: str, legend: b
                 transform=ax.transAxes)
 
 
+def plain_log_ticks(axis) -> None:
+    """A log axis ticked at 1, 2 and 5 per decade in plain numbers (the default labels are
+    mathtext, which reports draw as text: a '$' in a name is a dollar sign)."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def _x_axis(ax, values, label: str) -> None:
     positive = [v for v in values if v > 0]
     if positive and max(positive) / min(positive) >= 10:
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        plain_log_ticks(ax.xaxis)
         label += " (log scale)"
     ax.set_xlabel(label)
 
@@ -158,11 +164,12 @@ def fid_vs_nfe_paired(columns, stem: Path) -> list[str]:
             ax.plot([x], [y], marker=style["marker"], markersize=5, color=style["color"],
                     markerfacecolor=style["color"] if is_tied else "white")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    plain_log_ticks(ax.yaxis)
     _finish(fig, ax, bool(lines), [p[0] for points in lines.values() for p in points], "NFE", "FID ↓ (log scale)",
             legend=False)
-    ax.set_title("FID against NFE. Band: the paired 95 % interval against the best at that NFE; "
-                 "filled marker: statistically tied with the best", fontsize=8.5, loc="left")
+    ax.set_title("FID against NFE. Band: the paired 95 % interval against the best at that NFE;\n"
+                 "filled marker: statistically tied with the best (paired permutation test)",
+                 fontsize=8.5, loc="left")
     _legend_below(fig, ax, columns=2)
     return save(fig, stem)
 

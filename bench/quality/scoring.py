@@ -3,7 +3,7 @@
 Features go straight into float64 running moments (`bench.quality.statistics.Moments`); a float16 copy
 of each sample's features is kept for storage beside the row (paired comparisons, 2 bytes per
 dimension per sample), float32 ones only for the metrics that need every one (KID,
-precision/recall) and logits only for the Inception Score. Along the way the
+precision/recall, density/coverage, CMMD, FID_inf) and logits only for the Inception Score. Along the way the
 scorer takes FID of each disjoint seed block (its spread is FID's uncertainty); FID_inf comes
 at the end from the kept features, for the whole cell and for each seed block (its spread).
 """

@@ -20,6 +20,8 @@ from bench.quality.vit import is_vit_spec
 from methods import METHODS
 from methods.errors import DiffbenchError
 from methods.registry import typed_like, validate_name, validate_number
+from methods.ddpm import NUM_TRAIN_STEPS
+from methods.denoising import ddpm_sigma
 from methods.schedules import stand_in
 
 SUITE_DIRS = (Path("suites"), REPO_ROOT / "suites")
@@ -39,10 +41,12 @@ class CellSpec:
     hparams: tuple[tuple[str, Any], ...] = ()   # as written in the suite (resolved later)
     model: str = ""                             # the model kind, when not the method's own
     mask: str = ""                              # an inpainting cell's mask (bench.run.tasks.MASKS)
+    denoise_t: int = 0                          # a denoising cell's DDPM timestep (its inputs' noise)
 
     @property
     def label(self) -> str:
-        shown = ((("model", self.model),) if self.model else ()) + ((("mask", self.mask),) if self.mask else ()) + self.hparams
+        shown = ((("model", self.model),) if self.model else ()) + ((("mask", self.mask),) if self.mask else ()) \
+            + ((("t", self.denoise_t),) if self.denoise_t else ()) + self.hparams
         extra = ", ".join(f"{k}={v}" for k, v in shown)
         return f"{self.method}({extra})" if extra else self.method
 
@@ -87,7 +91,7 @@ SUITE_LIMITS = {"n_samples": (1, 10**7), "min_samples": (0, 10**7), "seed": (0, 
                 "batch_size": (1, 65536), "warmup_batches": (0, 1000), "grid_size": (1, 1024),
                 "superres_scale": (1, 64)}
 CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "model": str,
-             "mask": list}
+             "mask": list, "denoise_t": list}
 
 
 def suite_names() -> list[str]:
@@ -252,11 +256,16 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
         if "mask" in cell and (not isinstance(masks, list) or not masks
                                or not all(isinstance(m, str) and m for m in masks)):
             raise DiffbenchError(f"{where}: {what}.mask must be a non-empty list of mask names")
+        levels = cell.get("denoise_t", [0])
+        if "denoise_t" in cell and (not isinstance(levels, list) or not levels or not all(
+                type(t) is int and 1 <= t <= NUM_TRAIN_STEPS for t in levels)):
+            raise DiffbenchError(f"{where}: {what}.denoise_t must be a non-empty list of DDPM "
+                                 f"timesteps, integers in 1..{NUM_TRAIN_STEPS}")
         for combo in itertools.product(*sweep.values()):
             merged = {**hparams, **dict(zip(sweep, combo))}
-            for mask, steps_value in itertools.product(masks, steps):
+            for mask, level, steps_value in itertools.product(masks, levels, steps):
                 expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items())),
-                                         model, mask))
+                                         model, mask, level))
     return tuple(expanded)
 
 
@@ -314,6 +323,7 @@ def _validate(config: SuiteConfig, where: str) -> None:
         if cell.mask and cell.mask not in MASKS:
             raise DiffbenchError(f"{where}: unknown inpainting mask {cell.mask!r}; valid: "
                                  f"{', '.join(MASKS)}")
+        _check_denoising(cell, method, where)
         if method.model is None and cell.model:
             raise DiffbenchError(f"{where}: method {cell.method!r} uses no network: drop its 'model'")
         kind = cell.model_kind
@@ -324,7 +334,29 @@ def _validate(config: SuiteConfig, where: str) -> None:
             raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) cannot use "
                                  f"recipe {recipe.name!r}: pick a {method.task} recipe for "
                                  f"[models.{kind}]")
+        if cell.denoise_t and recipe.network.num_classes:
+            raise DiffbenchError(f"{where}: recipe {recipe.name!r} is class-conditional: denoising "
+                                 f"cells run unconditional models; pick one for [models.{kind}]")
     _validate_models(config, where)
+
+
+def _check_denoising(cell: CellSpec, method, where: str) -> None:
+    """A denoising method needs its inputs' noise level; a generation method given one denoises
+    from it, if its sampler can start from a noisy image and no classifier guides it."""
+    if method.task == "denoise" and not cell.denoise_t:
+        raise DiffbenchError(f"{where}: method {cell.method!r} denoises: give the noise level as "
+                             "denoise_t = [t, ...] (DDPM timesteps)")
+    if not cell.denoise_t or method.task == "denoise":
+        return
+    if method.task != "generate":
+        raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) takes no "
+                             "denoise_t: drop it (denoising and generation methods do)")
+    if method.start is None:
+        raise DiffbenchError(f"{where}: method {cell.method!r} cannot start from a noisy image, so "
+                             "it cannot denoise: drop its denoise_t")
+    if method.classifier:
+        raise DiffbenchError(f"{where}: method {cell.method!r} is classifier-guided: denoising "
+                             "cells run unconditional models; pick an unguided method")
 
 
 def _validate_models(config: SuiteConfig, where: str) -> None:
@@ -345,8 +377,12 @@ def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> Non
         method = METHODS.get(cell.method)
         if cell.model_kind != kind:
             continue
+        hparams = stand_in(method.resolve_hparams(dict(cell.hparams)))
         try:
-            method.schedule_on(denoiser, cell.steps, stand_in(method.resolve_hparams(dict(cell.hparams))))
+            if cell.denoise_t and method.model is not None:
+                method.schedule_from(denoiser, ddpm_sigma(cell.denoise_t), cell.steps, hparams)
+            else:
+                method.schedule_on(denoiser, cell.steps, hparams)
         except Exception as err:
             raise DiffbenchError(f"{what}: method {cell.method!r} cannot schedule {cell.steps} steps on "
                                  f"this model ({type(err).__name__}: {err}); pick a method for its "

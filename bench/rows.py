@@ -152,13 +152,14 @@ def metric_entry(value, higher_is_better: bool, uncertainty: dict | None = None)
 def new_row(*, suite: str, cell_key: str, method, steps: int, hparams: dict, label: str,
             model: ModelRef | None, num_parameters: int, dataset, n_samples: int, seed: int,
             batch_size: int, protocol: dict, protocol_fingerprint: str, provenance: Provenance,
-            compiled: bool, created_at: str) -> Row:
+            compiled: bool, created_at: str, task: str | None = None) -> Row:
     """A row before measurement: identity, method, model, data and protocol; status "ok" until
-    the measurement says otherwise."""
+    the measurement says otherwise. `task` is the method's unless the cell runs it on another
+    (a generation method denoising)."""
     return {
         "row_version": ROW_VERSION, "suite": suite, "cell_key": cell_key,
         "method": method.name, "method_version": method.version, "family": method.family,
-        "task": method.task, "paper": method.paper, "steps": steps, "hparams": hparams,
+        "task": task or method.task, "paper": method.paper, "steps": steps, "hparams": hparams,
         "label": label, "model": model, "num_parameters": num_parameters,
         "dataset": dataset.name, "dataset_hash": dataset.content_hash,
         "n_samples": n_samples, "seed": seed, "seed_range": [0, n_samples], "batch_size": batch_size,

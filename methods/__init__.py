@@ -3,7 +3,7 @@
 Importing this package registers every method and objective.
 """
 # Registration side effects; the library adapters last (guidance registers on the built-ins).
-from methods import ddim, ddpm, edm, editing, flow, guidance, sde, superres  # noqa: F401  # isort: skip
+from methods import ddim, ddpm, denoising, edm, editing, flow, guidance, sde, superres  # noqa: F401  # isort: skip
 from methods import deis, dpm_solver, unipc  # noqa: F401  # isort: skip
 from methods import classifier_guidance  # noqa: F401  # isort: skip
 from methods import diffusers_schedulers, kdiffusion  # noqa: F401  # isort: skip

@@ -4,6 +4,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import math
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
@@ -11,7 +12,11 @@ import torch
 
 from methods.registry import Origin, Registry, typed_like, validate_number
 
-TASKS = ("generate", "superres", "img2img", "inpaint")
+TASKS = ("generate", "superres", "img2img", "inpaint", "denoise")
+# How a sampler reads its unit noise x: "ve", as the Sampler contract says (x sigmas[0] is the
+# state at sigmas[0]); "vp", as the VP state x_T itself (DDPM, DDIM: x_vp = x_ve / sqrt(1 +
+# sigma^2)); None, a method that cannot start from a given noisy image (a library's own loop).
+STARTS = ("ve", "vp", None)
 MAX_STEPS = 10_000   # any method: more steps than this is a typo, not an experiment
 # Hyper-parameters that joined methods after their rows were published: a row (and so its cell
 # key) holds them only when a cell sets them to something other than the method's default, and
@@ -118,10 +123,14 @@ class Method:
     min_steps: int = 1
     classifier: bool = False                    # guided by the suite's noise-aware classifier
     recorded_when_set: tuple[str, ...] = RECORDED_WHEN_SET   # () for methods that record every key
+    start: str | None = "ve"                    # how its sampler reads x (STARTS)
+    tune: Callable | None = None                # tune(noisy, clean, **hparams) -> hparams found on held-out pairs
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ValueError(f"method {self.name!r}: task must be one of {TASKS}")
+        if self.start not in STARTS:
+            raise ValueError(f"method {self.name!r}: start must be one of {STARTS}")
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
 
@@ -150,14 +159,37 @@ class Method:
         return self.schedule(denoiser, steps, **{k: v for k, v in hparams.items() if k in schedule_keys})
 
     def sample(self, denoiser, latents: torch.Tensor, steps: int, *, rng, cond=None,
-               callback=None, **hparams) -> torch.Tensor:
+               callback=None, start=None, **hparams) -> torch.Tensor:
         """Schedule, then sampler: each receives the hyper-parameters its signature names (a
-        name in both, such as a solver's `afs`, goes to both)."""
-        sigmas = self.schedule_on(denoiser, steps, hparams)
+        name in both, such as a solver's `afs`, goes to both). With `start` = (noisy, sigma) the
+        sampler begins from the given image x0 + sigma n instead of noise (iterative denoising):
+        the schedule is the method's own on the levels up to sigma, the sampler sees the
+        denoiser as if trained up to sigma (`StartingAt`), and `latents` is unused."""
+        if start is None:
+            sigmas = self.schedule_on(denoiser, steps, hparams)
+        else:
+            noisy, sigma = start
+            sigmas, latents = self.schedule_from(denoiser, sigma, steps, hparams), self.unit_noise_of(noisy, sigma)
+            denoiser = StartingAt(denoiser, sigma)
         schedule_keys = set(keyword_defaults(self.schedule)) - set(keyword_defaults(self.sampler))
         sampler_args = {k: v for k, v in {**self.defaults, **hparams}.items() if k not in schedule_keys}
         return self.sampler(denoiser, latents, sigmas.to(latents.device), rng=rng, cond=cond,
                             callback=callback, **sampler_args)
+
+    def schedule_from(self, denoiser, sigma: float, steps: int, hparams: Mapping[str, Any]) -> torch.Tensor:
+        """The schedule on the levels up to `sigma`, which must begin exactly there."""
+        sigmas = self.schedule_on(StartingAt(denoiser, sigma), steps, hparams)
+        if not math.isclose(float(sigmas[0]), sigma, rel_tol=1e-5):
+            raise ValueError(f"method {self.name!r} starts at sigma {float(sigmas[0]):.6g}, not at the "
+                             f"input's {sigma:.6g}: its schedule cannot begin there on this model")
+        return sigmas
+
+    def unit_noise_of(self, noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The x that makes this method's sampler start from `noisy` (= x0 + sigma n) at sigma."""
+        if self.start is None:
+            raise ValueError(f"method {self.name!r} cannot start from a noisy image (its sampling "
+                             "loop is a library's own)")
+        return noisy / (sigma if self.start == "ve" else math.sqrt(1 + sigma ** 2))
 
     def resolve_hparams(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated by `overrides`; an unknown or mistyped key is an error naming it."""
@@ -181,6 +213,25 @@ class Method:
                                  f"got {value!r}")
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             validate_number(value, what, *(limit or (None, None)))
+
+
+class StartingAt:
+    """A Denoiser seen as if trained only up to noise level `sigma`: schedules, which clamp to
+    [sigma_min, sigma_max] and respace the training levels, then begin at sigma (a discrete
+    schedule at its largest training level not above it), and so do samplers that read the
+    model's noise range themselves (k-diffusion's dpm_fast and dpm_adaptive)."""
+
+    def __init__(self, denoiser, sigma: float):
+        self.denoiser, self.sigma_max = denoiser, float(sigma)
+        self.sigma_min, self.sigma_data = denoiser.sigma_min, denoiser.sigma_data
+        if hasattr(denoiser, "sigmas"):
+            self.sigmas = denoiser.sigmas[denoiser.sigmas <= sigma * (1 + 1e-6)]
+
+    def __call__(self, x, sigma, cond=None):
+        return self.denoiser(x, sigma, cond)
+
+    def __getattr__(self, name):     # anything else (classes, the null label) is the model's
+        return getattr(self.__dict__["denoiser"], name)
 
 
 def with_source_version(method: Method, origin: Origin) -> Method:
@@ -243,5 +294,6 @@ def register_variant(base_name: str, *, suffix: str, model: str, scale: str, lim
         name=f"{base.name}{suffix}", family=base.family, task=base.task, model=model,
         sampler=sampler, schedule=base.schedule, defaults={**base.defaults, scale: 1.0},
         version=base.version, expected_nfe=base.expected_nfe, max_steps=base.max_steps,
-        min_steps=base.min_steps, recorded_when_set=base.recorded_when_set, limits={**base.limits, scale: limit},
+        min_steps=base.min_steps, recorded_when_set=base.recorded_when_set, start=base.start,
+        limits={**base.limits, scale: limit},
         paper=f"{base.paper} + {note}", **fields)

@@ -39,4 +39,4 @@ def sample_ddim(denoiser, x, sigmas, *, rng, cond=None, callback=None, eta=0.0,
 register_method(
     name="ddim", family="ddim", task="generate", model="eps", sampler=sample_ddim,
     schedule=respaced_sigmas, version="1", max_steps=NUM_TRAIN_STEPS, limits={"eta": (0.0, 1.0)},
-    paper="Song et al. 2020, Eq. 12 and 16")
+    start="vp", paper="Song et al. 2020, Eq. 12 and 16")

@@ -140,4 +140,4 @@ def sample_ddpm(denoiser, x, sigmas, *, rng, cond=None, callback=None, variance=
 register_method(
     name="ddpm", family="ddpm", task="generate", model="eps", sampler=sample_ddpm,
     schedule=respaced_sigmas, version="1", max_steps=NUM_TRAIN_STEPS, limits=DDPM_LIMITS,
-    paper="Ho et al. 2020, Algorithm 2 (respaced)")
+    start="vp", paper="Ho et al. 2020, Algorithm 2 (respaced)")

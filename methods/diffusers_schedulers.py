@@ -160,7 +160,9 @@ class DiffusersMethod(Method):
 
     @torch.no_grad()
     def sample(self, denoiser, latents: torch.Tensor, steps: int, *, rng, cond=None,
-               callback=None, **hparams) -> torch.Tensor:
+               callback=None, start=None, **hparams) -> torch.Tensor:
+        if start is not None:
+            self.unit_noise_of(*start)   # refuses: the library's loop starts from its own noise
         scheduler = self.build_scheduler(denoiser, steps, hparams, latents.device)
         guided = guidance_for(denoiser, hparams["cfg_scale"], cond)
         step_options = {k: hparams[k] for k in self.defaults if k != "cfg_scale"}
@@ -207,7 +209,7 @@ def register_all() -> None:
             sampler=None, schedule=None, defaults={"cfg_scale": 1.0, **options}, version=version,
             expected_nfe=default_nfe(name), max_steps=1000,
             limits={k: STEP_LIMITS[k] for k in ("cfg_scale", *options) if k in STEP_LIMITS},
-            requires=("diffusers",), paper=f"diffusers {library_version()} {name}")
+            requires=("diffusers",), start=None, paper=f"diffusers {library_version()} {name}")
         METHODS.register(method.name, method)
 
 

@@ -174,7 +174,7 @@ def resolve_against(against: str | Path, results_root: Path) -> Path:
     return store.rows_path
 
 
-FIDELITY_TASKS = ("superres", "img2img", "inpaint")   # tasks whose rows have PSNR and SSIM
+FIDELITY_TASKS = ("superres", "img2img", "inpaint", "denoise")   # tasks whose rows have PSNR and SSIM
 
 
 def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, str]]]:

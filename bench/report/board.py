@@ -19,7 +19,7 @@ from bench.quality.paired import DECISION
 from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
 
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
-               "inpaint": "Inpainting"}
+               "inpaint": "Inpainting", "denoise": "Denoising"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
                   "fd": ("FD", "{:.3f}"), "kid": ("KID", "{:.4g}"), "cmmd": ("CMMD", "{:.4g}"),
                   "cmmd_unbiased": ("CMMD (unbiased)", "{:.4g}"),
@@ -75,6 +75,8 @@ class Board:
         title = TASK_TITLES.get(self.group.task, self.group.task)
         mask = (self.group.rows[0]["protocol"].get("inpaint") or {}).get("mask")
         title += f" (mask: {mask})" if mask else ""
+        level = self.group.rows[0]["protocol"].get("denoise")
+        title += f" (t = {level['t']}, sigma = {level['sigma']:.3f})" if level else ""
         title += f", protocol {self.group.fingerprint}"
         return title + (", across models" if self.across_models else "")
 

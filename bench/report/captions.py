@@ -33,6 +33,12 @@ def protocol_caption(row: Row) -> str:
                     f"PSNR / SSIM against the original on the hole's pixels only, on "
                     f"{hole.get('fidelity', {}).get('colour')}; known-region max error: "
                     f"{hole.get('fidelity', {}).get('known_error')}.")
+    level = p.get("denoise")
+    if level:
+        caption += (f" Denoising of the {level.get('inputs')} at DDPM t = {level.get('t')} "
+                    f"(sigma = {level.get('sigma', 0):.4g}; {level.get('noise')}, noise seed "
+                    f"{level.get('noise_seed')}); PSNR / SSIM against the clean image, on "
+                    f"{level.get('fidelity', {}).get('colour')}; held-out pairs: {level.get('heldout')}.")
     return caption
 
 
@@ -124,7 +130,7 @@ def notes(rows: list[Row], boards: list[Board], suite: str) -> list[str]:
         found.append(f"{len(scored)} row(s) score samples made outside diffbench (`diffbench "
                      "score`): their quality is measured as every row's is, but not how they "
                      "were made, so their NFE, time and memory are n/a.")
-    return found + warmup_notes(succeeded)
+    return found + warmup_notes(succeeded) + tuning_notes(succeeded)
 
 
 def warmup_notes(rows: list[Row]) -> list[str]:
@@ -133,7 +139,7 @@ def warmup_notes(rows: list[Row]) -> list[str]:
     warmups: dict[tuple, list[Row]] = {}
     for row in rows:
         warmup = row.get("warmup")
-        if warmup:
+        if warmup and "found" not in warmup:    # tuning warm-ups: tuning_notes
             key = (line_name(row), warmup["method"], warmup["samples"],
                    warmup["evaluations_per_sample"], warmup["seconds"])
             warmups.setdefault(key, []).append(row)    # the cell that ran it and those reusing it
@@ -150,6 +156,20 @@ def warmup_notes(rows: list[Row]) -> list[str]:
                         " (shared with the suite's other cells of that model and noise range)"
                         if shared else "")
                      + f". Levels at {levels}.")
+    return notes
+
+
+def tuning_notes(rows: list[Row]) -> list[str]:
+    """What each cell that tuned its hyper-parameters on held-out pairs found there (its row's
+    hparams keep the cell's own, 0 = tuned)."""
+    notes = []
+    for row in rows:
+        warmup = row.get("warmup")
+        if warmup and "found" in warmup:
+            found = ", ".join(f"{k} = {v:g}" for k, v in warmup["found"].items())
+            scores = ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in warmup["scores"].items())
+            notes.append(f"{line_name(row)}: {found}, chosen on {warmup['heldout_images']} "
+                         f"held-out pairs ({scores}; {warmup['seconds']:.1f} s here).")
     return notes
 
 

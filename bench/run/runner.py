@@ -346,7 +346,7 @@ def base_row(run: CellRun, key: str) -> dict:
                     "checkpoint_sha256": checkpoint, "extractor": ctx.extractor.name,
                     "extractor_weights_sha256": ctx.extractor.weights_sha256,
                     "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
-        compiled=config.compile, created_at=utc_now())
+        compiled=config.compile, created_at=utc_now(), task=run.task.name)
 
 
 def class_labels(model: LoadedModel | None, indices) -> torch.Tensor | None:
@@ -396,8 +396,17 @@ def generate(run: CellRun, indices, inputs: TaskInputs | None, wrap=lambda d: d,
     latents = rng.randn(run.dataset.shape)
     cond = conditioning(run, indices, inputs, counter.gradient)
     with CompileGuard() if timed else contextlib.nullcontext(), Stopwatch(ctx.device) as watch:
-        x = method.sample(counter, latents, run.cell.steps, rng=rng, cond=cond, **run.hparams)
+        x = method.sample(counter, latents, run.cell.steps, rng=rng, cond=cond,
+                          start=starting_point(run, inputs), **run.hparams)
     return x, watch.seconds, counter
+
+
+def starting_point(run: CellRun, inputs: TaskInputs | None) -> tuple[torch.Tensor, float] | None:
+    """Where a denoising cell's sampler begins: the noisy image at its noise level (a method
+    with a network; one without reads the image from cond["source"])."""
+    if run.task.name != "denoise" or run.model is None:
+        return None
+    return inputs.given.to(run.ctx.device), run.task.sigma
 
 
 def overhead(model, counter: CountingDenoiser, batch_seconds: float, in_situ: list,

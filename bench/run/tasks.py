@@ -24,10 +24,15 @@ from bench.data.degradation import (DEGRADATION, MASK_SEED, MASKS, SKETCH_BLOCK,
 from bench.data.quantize import to_uint8
 from bench.quality.fidelity import (ROUNDING_NOISE_PSNR, fidelity_convention, known_error_per_image,
                                     lr_mse_per_image, psnr_per_image, ssim_per_image)
+from methods.base import PerSampleRNG
+from methods.denoising import ddpm_sigma
 from methods.errors import DiffbenchError
 
 TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
-          "inpaint": "Inpainting"}
+          "inpaint": "Inpainting", "denoise": "Denoising"}
+NOISE_SEED = 20200619           # the denoising inputs' noise: per test image, never the cell's seed
+HELDOUT_NOISE_SEED = 20200620   # the held-out pairs' noise, per training image
+HELDOUT_IMAGES = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,14 +46,21 @@ class TaskInputs:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """A task as one cell runs it: `name` and, for inpainting, the mask."""
+    """A task as one cell runs it: `name` and, for inpainting, the mask, for denoising the
+    DDPM timestep of the inputs' noise."""
     name: str
     mask: str = ""
+    t: int = 0
 
     @property
     def key(self) -> str:
         """Which cells share a protocol and a reference."""
-        return f"{self.name}:{self.mask}" if self.mask else self.name
+        return f"{self.name}:{self.mask}" if self.mask else f"{self.name}:t{self.t}" if self.t else self.name
+
+    @property
+    def sigma(self) -> float:
+        """A denoising task's noise level."""
+        return ddpm_sigma(self.t)
 
     @property
     def has_inputs(self) -> bool:
@@ -65,7 +77,7 @@ class Task:
     def metrics(self) -> tuple[str, ...]:
         """The per-image metrics the task always computes."""
         return {"superres": ("psnr", "ssim", "lr_mse"), "img2img": ("psnr", "ssim"),
-                "inpaint": ("psnr", "ssim", "known_error")}.get(self.name, ())
+                "denoise": ("psnr", "ssim"), "inpaint": ("psnr", "ssim", "known_error")}.get(self.name, ())
 
     def check(self, config, dataset) -> None:
         if self.name == "superres":
@@ -99,6 +111,14 @@ class Task:
                                              "hole counts at it, not at infinity",
                                              "known_error": "largest |output - input| on known "
                                              "pixels, grey levels, over every image"}}}
+        if self.name == "denoise":
+            return {"denoise": {"t": self.t, "sigma": self.sigma,
+                                "noise": "y = x0 + sigma n, sigma = sqrt((1 - abar_t) / abar_t) on "
+                                "DDPM's linear schedule (beta 1e-4..0.02, T = 1000, t in 1..T)",
+                                "noise_seed": NOISE_SEED, "inputs": inputs,
+                                "heldout": f"first {HELDOUT_IMAGES} training images, noise seed "
+                                f"{HELDOUT_NOISE_SEED} (for methods tuned on held-out pairs)",
+                                "fidelity": {**fidelity, "against": "the clean image"}}}
         return {}
 
     def inputs(self, config, dataset, indices) -> TaskInputs | None:
@@ -111,8 +131,16 @@ class Task:
         if self.name == "img2img":
             guide = sketch_of(original)
             return TaskInputs(original, guide, {"source": guide})
+        if self.name == "denoise":
+            noisy = noised(original, self.sigma, NOISE_SEED, indices)
+            return TaskInputs(original, noisy, {"source": noisy})
         mask = inpaint_masks(self.mask, original.shape[1:], indices)
         return TaskInputs(original, original * mask, {"source": original, "mask": mask}, mask)
+
+    def heldout(self, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoising's held-out (noisy, clean) pairs, for a method that tunes on them."""
+        clean = dataset.split("train")[0][:HELDOUT_IMAGES]
+        return noised(clean, self.sigma, HELDOUT_NOISE_SEED, range(len(clean))), clean
 
     def per_image(self, pixels: torch.Tensor, inputs: TaskInputs, scale: int) -> dict[str, np.ndarray]:
         """Each output's fidelity metrics (pixels: the uint8 outputs)."""
@@ -121,9 +149,9 @@ class Task:
             return {"psnr": psnr_per_image(pixels, target, scale),
                     "ssim": ssim_per_image(pixels, target, scale),
                     "lr_mse": lr_mse_per_image(pixels, inputs.given, scale)}
-        if self.name == "img2img":
-            guide = to_uint8(inputs.given)
-            return {"psnr": psnr_per_image(pixels, guide, 0), "ssim": ssim_per_image(pixels, guide, 0)}
+        if self.name in ("img2img", "denoise"):
+            target = to_uint8(inputs.given if self.name == "img2img" else inputs.original)
+            return {"psnr": psnr_per_image(pixels, target, 0), "ssim": ssim_per_image(pixels, target, 0)}
         if self.name == "inpaint":
             original, hole = to_uint8(inputs.original), inputs.mask[:, 0] == 0
             return {"psnr": np.minimum(psnr_per_image(pixels, original, 0, hole), ROUNDING_NOISE_PSNR),
@@ -133,7 +161,9 @@ class Task:
 
     def shown(self, inputs: TaskInputs) -> torch.Tensor:
         """The input as a grid shows it (uint8, the output's size): LR pixel-replicated, the
-        hole mid-grey."""
+        hole mid-grey, a noisy image scaled into range as the VP state sqrt(abar_t) y."""
+        if self.name == "denoise":
+            return to_uint8(inputs.given / (1 + self.sigma ** 2) ** 0.5)
         scale = inputs.original.shape[-1] // inputs.given.shape[-1]
         return to_uint8(inputs.given).repeat_interleave(scale, -2).repeat_interleave(scale, -1)
 
@@ -142,5 +172,13 @@ class Task:
         return {"lowres": torch.zeros_like(x)} if self.name == "superres" else None
 
 
+def noised(images: torch.Tensor, sigma: float, seed: int, indices) -> torch.Tensor:
+    """images + sigma n, image i's noise drawn from its own generator (seed, i)."""
+    return images + sigma * PerSampleRNG(seed, indices).randn(tuple(images.shape[1:]))
+
+
 def task_of(method, cell) -> Task:
+    """The task a cell runs: its method's, or denoising for a generation method given denoise_t."""
+    if cell.denoise_t:
+        return Task("denoise", t=cell.denoise_t)
     return Task(method.task, (cell.mask or "centre") if method.task == "inpaint" else "")

@@ -1,5 +1,5 @@
-"""A method option that needs a warm-up before its cell samples: GITS's schedule search
-(methods.gits). The warm-up runs on the raw denoiser with its own seeds (no sample of any cell
+"""What a cell does before it samples: GITS's schedule search (methods.gits), or a method tuning
+its hyper-parameters on held-out pairs (gaussian-blur's kernel for a denoising level). The warm-up runs on the raw denoiser with its own seeds (no sample of any cell
 uses them), is timed and counted, and its cost is stored in the row's `warmup`, never in NFE.
 The schedule it finds reaches the sampler as explicit sigmas, while the row keeps the cell's own
 hyper-parameters (schedule = "gits"), so its key does not depend on what was found.
@@ -46,9 +46,26 @@ def teacher_costs(run) -> tuple[torch.Tensor, torch.Tensor, dict]:
     return costs, fine, record
 
 
+def tuned(run):
+    """The run with the hyper-parameters its method found on the task's held-out pairs, and what
+    it found; the row keeps the cell's own (0 = tuned), so the key does not depend on them."""
+    noisy, clean = run.task.heldout(run.dataset)
+    with Stopwatch(torch.device("cpu")) as watch:
+        found = run.method.tune(noisy, clean, **run.hparams)
+    if found is None:
+        return run, None
+    chosen = {k: v for k, v in found.items() if k in run.method.defaults}
+    record = {"method": f"{run.method.name} tuning", "heldout_images": len(clean), "found": chosen,
+              "scores": {k: v for k, v in found.items() if k not in chosen}, "seconds": watch.seconds}
+    return dataclasses.replace(run, hparams={**run.hparams, **chosen}), record
+
+
 def warmed_up(run):
-    """The run as it samples (a warm-up schedule replaced by the levels it found) and the warm-up's
-    record for the row (None when the cell needs none)."""
+    """The run as it samples (a warm-up schedule replaced by the levels it found, tuned
+    hyper-parameters filled in) and the warm-up's record for the row (None when the cell needs
+    none)."""
+    if run.method.tune is not None and run.task.name == "denoise":
+        return tuned(run)
     if run.hparams.get("schedule") not in WARMUP_SCHEDULES:
         return run, None
     levels = len(run.method.schedule_on(run.model.denoiser, run.cell.steps, stand_in(run.hparams))) - 1

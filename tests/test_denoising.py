@@ -200,6 +200,14 @@ def test_denoising_report_titles_each_level(denoise_results, tmp_path):
     text = (render_report("tiny", denoise_results, tmp_path) / "leaderboard.md").read_text()
     assert "Denoising (t = 250, sigma = 0.953)" in text and "Denoising (t = 750, sigma = 17.247)" in text
     assert "chosen on 500 held-out pairs" in text
+    assert text.count("paired PSNR against the best row") == 2     # one per noise level
+
+
+def test_denoising_rows_store_their_per_image_psnr_in_seed_order(denoise_rows, denoise_results):
+    from bench.quality.stored_features import load_cell_per_image
+    for row in denoise_rows:
+        values = load_cell_per_image(denoise_results / "tiny", row["paired"]["features"], "psnr")
+        assert len(values) == 24 and values.mean() == pytest.approx(row["metrics"]["psnr"]["value"])
 
 
 @pytest.mark.parametrize("cell, message", [

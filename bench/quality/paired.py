@@ -205,3 +205,33 @@ def difference(fid_a: float, fid_b: float, resampled_a: np.ndarray, resampled_b:
     if abs(value) > CLEAR_Z * resampled.std():
         return Difference(value, low, high, a_better, CLEAR_P, "bootstrap")
     return Difference(value, low, high, a_better, p_value(), "permutation")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanDifference:
+    """Mean of a per-image metric (PSNR, SSIM) of cell a minus cell b over the same images: the
+    paired t interval and test on the per-image differences (the images are independent, so
+    the mean difference is asymptotically normal; tests/test_paired.py measures its A/A false
+    positives and its coverage)."""
+    value: float
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value <= ALPHA
+
+
+def mean_difference(a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> MeanDifference:
+    """Paired difference of two cells' per-image values (seed order, the same images)."""
+    from scipy import stats
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or len(a) < 2:
+        raise ValueError(f"paired per-image values need two equal lengths of 2 or more, got {a.shape} and {b.shape}")
+    value = float(np.mean(a - b))
+    if np.all(a - b == value):     # no spread (identical cells): the difference is exact
+        return MeanDifference(value, value, value, 1.0 if value == 0 else 0.0)
+    test = stats.ttest_rel(a, b)
+    interval = test.confidence_interval(level)
+    return MeanDifference(value, float(interval.low), float(interval.high), float(test.pvalue))

@@ -127,6 +127,10 @@ class CellScorer:
         the scores themselves come from float64 moments)."""
         return np.concatenate(self.stored_features)
 
+    def per_image_values(self) -> dict[str, np.ndarray]:
+        """Every sample's per-image metrics (PSNR, SSIM, ...) in seed order."""
+        return {name: np.concatenate(values) for name, values in self.per_image.items() if values}
+
     def _stream(self, features: torch.Tensor) -> None:
         """Adds features to the running moments, stopping at every block end."""
         if self.total is None:

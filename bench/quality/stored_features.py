@@ -68,17 +68,31 @@ def _read(directory: Path, relative: str, sha256: str, keys: set[str]) -> dict:
         return {key: stored[key] for key in stored.files}
 
 
-def save_cell_features(results_dir: Path, cell_key: str, features: np.ndarray) -> dict:
-    """Store a cell's features (n x d, seed order); returns the reference its row records."""
+PER_IMAGE_PREFIX = "per_image_"
+
+
+def save_cell_features(results_dir: Path, cell_key: str, features: np.ndarray,
+                       per_image: dict[str, np.ndarray] | None = None) -> dict:
+    """Store a cell's features (n x d, seed order) and, for a task with inputs, its per-image
+    metrics (float64, seed order: paired PSNR / SSIM differences); returns the reference its
+    row records."""
     relative = f"{FEATURES_DIR}/{cell_key}.npz"
+    metrics = {f"{PER_IMAGE_PREFIX}{name}": np.asarray(values, dtype=np.float64)
+               for name, values in sorted((per_image or {}).items())}
     sha256 = _write(Path(results_dir) / relative,
-                    npz_bytes(features=np.asarray(features, dtype=np.float16)))
+                    npz_bytes(features=np.asarray(features, dtype=np.float16), **metrics))
     return {"path": relative, "sha256": sha256, "count": int(len(features)),
-            "dim": int(features.shape[1])}
+            "dim": int(features.shape[1]), **({"per_image": sorted(per_image)} if per_image else {})}
 
 
 def load_cell_features(results_dir: Path, ref: dict) -> np.ndarray:
     return _read(results_dir, ref["path"], ref["sha256"], {"features"})["features"].astype(np.float64)
+
+
+def load_cell_per_image(results_dir: Path, ref: dict, metric: str) -> np.ndarray:
+    """A cell's stored per-image values of `metric`, in seed order."""
+    key = f"{PER_IMAGE_PREFIX}{metric}"
+    return _read(results_dir, ref["path"], ref["sha256"], {key})[key]
 
 
 def save_reference(results_dir: Path, fingerprint: str, stats: dict, features: np.ndarray | None) -> dict:

@@ -81,7 +81,8 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
     paired_notes = []
     boards = [build_board(group, pairs=group_pairs(group, store.directory, paired_notes))
               for group in group_rows(rows)]
-    rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems + paired_notes)
+    rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems + paired_notes
+                        + fidelity_notes(boards, store.directory))
     superseded = len(stored) - len(rows)
     if superseded:
         rendered.notes.append(f"{superseded} earlier row(s) of cells measured again are not shown "
@@ -104,6 +105,19 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
     (out / "leaderboard.md").write_text(markdown_report(rendered))
     (out / "tables.tex").write_text(latex.document(name, boards, captions.machines(rows) if rows else "unknown hardware", rendered.notes))
     (out / "index.html").write_text(html_report(rendered, out))
+
+
+def fidelity_notes(boards: list[Board], results_dir: Path) -> list[str]:
+    """Paired PSNR and SSIM differences of each fidelity table's rows from their stored
+    per-image values (a note saying why, when those are unusable)."""
+    notes = []
+    for board in (b for b in boards if b.group.task in FIDELITY_TASKS and not b.across_models):
+        try:
+            notes += [line for metric in ("psnr", "ssim")
+                      for line in pairs.per_image_lines(board.title, board.rows, results_dir, metric)]
+        except DiffbenchError as err:
+            notes.append(f"{board.title}: paired PSNR / SSIM left out ({err}).")
+    return notes
 
 
 def group_pairs(group, results_dir: Path, notes: list[str]):

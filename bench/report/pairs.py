@@ -8,9 +8,10 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.quality.paired import LEVEL, Difference, bootstrap_fids, difference, sign_flip_p_value
-from bench.quality.stored_features import load_cell_features, load_reference
-from bench.report.board import model_identity, ok
+from bench.quality.paired import (LEVEL, Difference, bootstrap_fids, difference, mean_difference,
+                                  sign_flip_p_value)
+from bench.quality.stored_features import load_cell_features, load_cell_per_image, load_reference
+from bench.report.board import METRIC_HEADERS, line_name, model_identity, ok
 from bench.rows import Row, metric_error, metric_value
 
 Z = 1.96      # the normal quantile of a two-sided 95 % interval, for the unpaired comparison
@@ -125,3 +126,24 @@ def board_pairs(rows: list[Row], results_dir: Path) -> Pairs | None:
                                                               resampled[j], p_value(i, j))
                    for i, a in enumerate(usable) for j, b in enumerate(usable) if i != j}
     return Pairs(usable, differences)
+
+
+def per_image_lines(title: str, rows: list[Row], results_dir: Path, metric: str) -> list[str]:
+    """One sentence: each row's mean `metric` (PSNR, SSIM: higher is better) against the best
+    row's over the same images, with the paired t interval; rows whose difference is not
+    significant are tied with the best. Nothing when fewer than two rows stored the values."""
+    usable = [r for r in rows if ok(r) and metric in ((r.get("paired") or {}).get("features") or {}).get(
+        "per_image", ()) and metric_value(r, metric) is not None]
+    if len(usable) < 2:
+        return []
+    values = {r["cell_key"]: load_cell_per_image(results_dir, r["paired"]["features"], metric) for r in usable}
+    best = max(usable, key=lambda r: metric_value(r, metric))
+    name, form = METRIC_HEADERS[metric]
+    parts = []
+    for row in sorted((r for r in usable if r is not best), key=lambda r: -metric_value(r, metric)):
+        found = mean_difference(values[row["cell_key"]], values[best["cell_key"]])
+        parts.append(f"{line_name(row)} {found.value:+.3g} [{found.low:+.3g}, {found.high:+.3g}]"
+                     + ("" if found.significant else " (tied)"))
+    return [f"{title}: paired {name} against the best row, {line_name(best)} "
+            f"({form.format(metric_value(best, metric))}), each row's mean difference over the same "
+            f"images with its {LEVEL:.0%} paired t interval: " + "; ".join(parts) + "."]

@@ -514,6 +514,7 @@ class SampledCell:
     records: list[BatchOutcome]
     scores: dict
     features: object
+    per_image: dict
     timed_counter: CountingDenoiser | None
     memory: PeakMemory
     peaks: list
@@ -548,7 +549,7 @@ def sample_and_score(run: CellRun, key: str) -> dict:
     if not is_main():
         return {}
     return cell_measurements(run, key, SampledCell(records, scores, scorer.features(),
-                                                   own_timed_counter, memory, peak))
+                                                   scorer.per_image_values(), own_timed_counter, memory, peak))
 
 
 def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
@@ -580,7 +581,8 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
                    "reserved_bytes": sampled.memory.reserved_bytes, "region": "sampling and scoring"},
         "flops_per_image": flops_per_image(run, nfe),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
-        "paired": {"features": save_cell_features(ctx.store.directory, key, sampled.features),
+        "paired": {"features": save_cell_features(ctx.store.directory, key, sampled.features,
+                                                       sampled.per_image),
                    "reference": ctx.stored_references[run.task.key]},
         "classifier": guidance_record(ctx, records, timing) if method.classifier else None,
     }

@@ -4,6 +4,7 @@ Importing this package registers every method and objective.
 """
 # Registration side effects; the library adapters last (guidance registers on the built-ins).
 from methods import ddim, ddpm, denoising, edm, editing, flow, guidance, sde, superres  # noqa: F401  # isort: skip
+from methods import composition  # noqa: F401  # after guidance: it composes guided estimates
 from methods import deis, dpm_solver, unipc  # noqa: F401  # isort: skip
 from methods import classifier_guidance  # noqa: F401  # isort: skip
 from methods import diffusers_schedulers, kdiffusion  # noqa: F401  # isort: skip

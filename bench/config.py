@@ -324,6 +324,9 @@ def _validate(config: SuiteConfig, where: str) -> None:
             raise DiffbenchError(f"{where}: unknown inpainting mask {cell.mask!r}; valid: "
                                  f"{', '.join(MASKS)}")
         _check_denoising(cell, method, where)
+        if method.task == "anagram" and config.feature_extractor != "lenet":
+            raise DiffbenchError(f"{where}: method {cell.method!r} is read in two views by the domain "
+                                 "classifier: set feature_extractor = \"lenet\"")
         if method.model is None and cell.model:
             raise DiffbenchError(f"{where}: method {cell.method!r} uses no network: drop its 'model'")
         kind = cell.model_kind
@@ -337,7 +340,19 @@ def _validate(config: SuiteConfig, where: str) -> None:
         if cell.denoise_t and recipe.network.num_classes:
             raise DiffbenchError(f"{where}: recipe {recipe.name!r} is class-conditional: denoising "
                                  f"cells run unconditional models; pick one for [models.{kind}]")
+        if method.task == "anagram":
+            classes = load_dataset(config.dataset).num_classes if recipe.network.num_classes else 0
+            _check_classes(cell, method, classes, where)
     _validate_models(config, where)
+
+
+def _check_classes(cell: CellSpec, method, classes: int, where: str) -> None:
+    """An anagram's or hybrid's two classes exist in its class-conditional model."""
+    hparams = method.resolve_hparams(dict(cell.hparams))
+    for key in ("class_a", "class_b"):
+        if not classes or hparams[key] >= classes:
+            raise DiffbenchError(f"{where}: method {cell.method!r}: {key} = {hparams[key]} is not a "
+                                 f"class of its model ({classes} classes): pick one below {classes}")
 
 
 def _check_denoising(cell: CellSpec, method, where: str) -> None:

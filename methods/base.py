@@ -12,7 +12,7 @@ import torch
 
 from methods.registry import Origin, Registry, typed_like, validate_number
 
-TASKS = ("generate", "superres", "img2img", "inpaint", "denoise")
+TASKS = ("generate", "superres", "img2img", "inpaint", "denoise", "anagram")
 # How a sampler reads its unit noise x: "ve", as the Sampler contract says (x sigmas[0] is the
 # state at sigmas[0]); "vp", as the VP state x_T itself (DDPM, DDIM: x_vp = x_ve / sqrt(1 +
 # sigma^2)); None, a method that cannot start from a given noisy image (a library's own loop).
@@ -125,6 +125,7 @@ class Method:
     recorded_when_set: tuple[str, ...] = RECORDED_WHEN_SET   # () for methods that record every key
     start: str | None = "ve"                    # how its sampler reads x (STARTS)
     tune: Callable | None = None                # tune(noisy, clean, **hparams) -> hparams found on held-out pairs
+    views: Callable | None = None               # an anagram's: views(**hparams) -> (view a, view b), None = as is
 
     def __post_init__(self):
         if self.task not in TASKS:

@@ -97,7 +97,17 @@ COMMON = {"cfg_scale": 1.0, "class_a": 6, "class_b": 9}
 LIMITS = {"cfg_scale": (0.0, 100.0), "class_a": (0, 9999), "class_b": (0, 9999)}
 
 
-def register_composition(kind: str, base_name: str, wrapper, extra: dict, extra_limits: dict,
+def anagram_views(*, view: str, **_) -> tuple:
+    """Where each class shows: a upright (the sample as is), b through the view."""
+    return None, VIEWS[view][0]
+
+
+def hybrid_views(*, lowpass_sigma: float, **_) -> tuple:
+    """a from afar (the sample low-passed, as composed), b up close (as is)."""
+    return (lambda images: lowpass(images, lowpass_sigma)), None
+
+
+def register_composition(kind: str, base_name: str, wrapper, views, extra: dict, extra_limits: dict,
                          paper: str) -> None:
     """`<kind>-<base>`: the base sampler on the composed denoiser, on the base's `-cond` model."""
     base = METHODS.get(base_name)
@@ -116,7 +126,7 @@ def register_composition(kind: str, base_name: str, wrapper, extra: dict, extra_
         return None if nfe is None else 2 * nfe       # both classes at every evaluation
 
     register_method(
-        name=f"{kind}-{base.name}", family="composition", task=base.task,
+        name=f"{kind}-{base.name}", family="composition", task="anagram", views=views,
         model=f"{base.model}-cond", sampler=sampler, schedule=base.schedule,
         defaults={**base.defaults, **COMMON, **extra}, version="1", expected_nfe=expected_nfe,
         max_steps=base.max_steps, min_steps=base.min_steps, start=base.start,
@@ -124,10 +134,10 @@ def register_composition(kind: str, base_name: str, wrapper, extra: dict, extra_
 
 
 for _base in ("edm-heun", "ddim"):
-    register_composition("anagram", _base, AnagramDenoiser, {"view": "rot180"}, {"view": set(VIEWS)},
+    register_composition("anagram", _base, AnagramDenoiser, anagram_views, {"view": "rot180"}, {"view": set(VIEWS)},
                          "Geng, Park & Owens 2024, Visual Anagrams, Alg. 1 (averaged estimates of two "
                          "views)")
-    register_composition("hybrid", _base, HybridDenoiser, {"lowpass_sigma": 2.0},
+    register_composition("hybrid", _base, HybridDenoiser, hybrid_views, {"lowpass_sigma": 2.0},
                          {"lowpass_sigma": (0.0, 64.0)},
                          "Geng, Park & Owens 2024, Factorized Diffusion (low-pass of one class, "
                          "high-pass of the other)")

@@ -99,3 +99,82 @@ def test_a_composition_on_an_unconditional_model_says_to_pick_a_conditional_one(
     with pytest.raises(ValueError, match="class-conditional"):
         method.sample(ClassGaussianDenoiser(), rng.randn(SHAPE), 2, rng=rng, cond=None,
                       **method.resolve_hparams({}))
+
+
+ANAGRAM_SUITE = """
+[suite]
+dataset = "digits8"
+n_samples = 24
+batch_size = 8
+grid_size = 16
+feature_extractor = "lenet"
+metrics = ["fid"]
+
+[models.edm-cond]
+recipe = "edm-cond"
+steps = 20
+base_channels = 8
+channel_mult = [1, 2]
+
+[[cells]]
+method = "anagram-edm-heun"
+steps = [3]
+hparams = { class_a = 6, class_b = 9, view = "rot180" }
+sweep = { cfg_scale = [1.0, 2.0] }
+
+[[cells]]
+method = "hybrid-edm-heun"
+steps = [3]
+hparams = { class_a = 1, class_b = 7 }
+"""
+
+
+@pytest.fixture(scope="module")
+def anagram_results(tmp_path_factory):
+    from tests.helpers import run_suite_text
+    return run_suite_text(tmp_path_factory.mktemp("anagram"), ANAGRAM_SUITE)
+
+
+@pytest.fixture(scope="module")
+def anagram_rows(anagram_results):
+    from bench.store import ResultStore
+    return ResultStore(anagram_results, "tiny").read()[0]
+
+
+def test_anagram_cells_read_both_views_and_score_the_transformed_one(anagram_rows):
+    assert len(anagram_rows) == 3 and all(r["status"] == "ok" for r in anagram_rows)
+    views = {"view_a_acc", "view_b_acc", "both_acc"}
+    for row in anagram_rows:
+        expected = {"fid"} | views | ({"fid_view_b"} if row["method"].startswith("anagram") else set())
+        assert row["task"] == "anagram" and set(row["metrics"]) == expected
+        value = {name: row["metrics"][name]["value"] for name in views}
+        assert 0 <= value["both_acc"] <= min(value["view_a_acc"], value["view_b_acc"]) <= 1
+
+
+def test_anagram_nfe_counts_both_classes(anagram_rows):
+    by_scale = {r["hparams"]["cfg_scale"]: r["nfe"] for r in anagram_rows if r["method"] == "anagram-edm-heun"}
+    assert by_scale == {1.0: 2 * 5, 2.0: 4 * 5}       # Heun at 3 steps: NFE 5
+
+
+def test_anagram_grids_show_view_a_beside_view_b(anagram_rows, anagram_results):
+    from PIL import Image
+    row = next(r for r in anagram_rows if r["method"] == "anagram-edm-heun")
+    with Image.open(anagram_results / "tiny" / row["samples_grid"]) as grid:
+        assert grid.width == 2 * (8 * (8 + 1) + 1)     # 4 pairs of 8 px images a line, x2
+
+
+def test_anagram_report_has_its_table(anagram_results, tmp_path):
+    from bench.report import render_report
+    text = (render_report("tiny", anagram_results, tmp_path) / "leaderboard.md").read_text()
+    assert "Anagrams and hybrids" in text and "acc view b" in text
+
+
+@pytest.mark.parametrize("change, message", [
+    (("feature_extractor = \"lenet\"", "feature_extractor = \"inception\""), "feature_extractor"),
+    (("class_a = 6", "class_a = 10"), "class_a = 10 is not a class"),
+])
+def test_a_bad_anagram_cell_is_refused_before_any_work(write_suite, change, message):
+    from bench.config import load_suite
+    from methods.errors import DiffbenchError
+    with pytest.raises(DiffbenchError, match=message):
+        load_suite(str(write_suite(ANAGRAM_SUITE.replace(*change))))

@@ -5,7 +5,8 @@ registered extractor: FID (Frechet distance of feature Gaussians, `bench.quality
 `fd` is the same number under the field's extractor-neutral name) and FID_inf; KID,
 precision/recall and the Inception Score come from torch-fidelity's own functions; CMMD, density
 and coverage from `bench.quality.distances`;
-`class_acc` is the domain classifier's accuracy on class-conditional samples. The per-image
+`class_acc` is the domain classifier's accuracy on class-conditional samples, `view_a_acc` /
+`view_b_acc` / `both_acc` its per-view accuracies on anagrams and hybrids. The per-image
 metrics (PSNR, SSIM, LR-consistency, inpainting's known-region error) compare each output with
 its task's target (`bench.run.tasks`, `bench.quality.fidelity`).
 Reference features and statistics are cached by dataset hash, split, extractor and its weights.
@@ -72,7 +73,14 @@ for _metric in (
         Metric("lr_mse", False, "LR-consistency: MSE between the downsampled SR output and the "
                "LR input, pixels in [0, 1]", "pixels"),
         Metric("known_error", False, "inpainting: the largest change (grey levels) to a known "
-               "pixel over every image; 0 when the known region is kept", "pixels", "max")):
+               "pixel over every image; 0 when the known region is kept", "pixels", "max"),
+        Metric("fid_view_b", False, "an anagram's FID seen through its view (flipped, rotated) "
+               "against the same reference", "statistics"),
+        Metric("view_a_acc", True, "anagrams and hybrids: share of images the domain classifier "
+               "reads as class a in view a (upright; a hybrid low-passed)", "pixels"),
+        Metric("view_b_acc", True, "share read as class b in view b (transformed; a hybrid as is)",
+               "pixels"),
+        Metric("both_acc", True, "share of images that pass both views", "pixels")):
     METRICS.register(_metric.name, _metric)
 
 PIXEL_METRICS = tuple(name for name in METRICS if METRICS.get(name).needs == "pixels")

@@ -20,6 +20,7 @@ from bench.quality.metrics import (FID_BLOCKS, FID_INFINITY, METRICS, PIXEL_METR
                                    reference_features, reference_statistics,
                                    statistics_file_protocol, stored_metric)
 from bench.quality.statistics import Moments, frechet_at_infinity, frechet_distance, mean_with_error
+from methods.errors import DiffbenchError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +64,13 @@ class BatchScores:
     correct: int = 0
     labelled: int = 0
     per_image: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    view: "BatchScores | None" = None     # an anagram's second view, scored for fid_view_b
 
     def cpu(self) -> "BatchScores":
         """On the CPU, so that another process can receive it whatever its device."""
         return dataclasses.replace(self, features=self.features.cpu(),
-                                   logits=None if self.logits is None else self.logits.cpu())
+                                   logits=None if self.logits is None else self.logits.cpu(),
+                                   view=self.view and self.view.cpu())
 
 
 class CellScorer:
@@ -86,6 +89,7 @@ class CellScorer:
         self.stored_features = []        # every sample's features, float16, for paired comparisons
         self.correct = self.labelled = 0
         self.per_image = defaultdict(list)
+        self.view_scorer = None          # an anagram's second view (fid_view_b)
 
     def wants(self, need: str) -> bool:
         return any(METRICS.get(name).needs == need for name in self.metrics)
@@ -108,6 +112,25 @@ class CellScorer:
             scores.labelled = len(labels)
         return scores
 
+    def measure_views(self, pixels_uint8: torch.Tensor, view_a: torch.Tensor, view_b: torch.Tensor,
+                      class_a: int, class_b: int, b_is_new: bool) -> BatchScores:
+        """An anagram's or hybrid's batch: the sample's features (its FID), whether the domain
+        classifier reads class a in view a and class b in view b (uint8 images; per image, so
+        that both_acc pairs them), and with `b_is_new` (an anagram's transformed view, not the
+        sample itself) view b's features for fid_view_b."""
+        if not self.extractor.classifies_dataset:
+            raise DiffbenchError("anagram and hybrid cells need a domain classifier to read their "
+                                 f"views: use feature_extractor = \"lenet\", not {self.extractor.name!r}")
+        scores = self.measure(pixels_uint8)
+        logits = self.extractor.logits_layer
+        reads_a = extract(self.extractor, view_a)[logits].argmax(1) == class_a
+        layers_b = extract(self.extractor, view_b)
+        reads_b = layers_b[logits].argmax(1) == class_b
+        scores.per_image = {"view_a_acc": reads_a.double().numpy(), "view_b_acc": reads_b.double().numpy(),
+                            "both_acc": (reads_a & reads_b).double().numpy()}
+        scores.view = BatchScores(layers_b[self.extractor.feature_layer]) if b_is_new else None
+        return scores
+
     def accumulate(self, scores: BatchScores) -> None:
         """Adds a measured batch; batches must come in seed order."""
         self._stream(scores.features.double())
@@ -121,6 +144,11 @@ class CellScorer:
         self.labelled += scores.labelled
         for name, values in scores.per_image.items():
             self.per_image[name].append(values)
+        if scores.view is not None:
+            if self.view_scorer is None:
+                self.view_scorer = CellScorer(self.extractor, self.reference, {"fid"}, self.n_samples,
+                                              store_features=False)
+            self.view_scorer.accumulate(scores.view)
 
     def features(self) -> np.ndarray:
         """Every sample's features in seed order (float16: for the spread of paired resamples;
@@ -168,6 +196,8 @@ class CellScorer:
             results["isc"] = (mean, {"kind": "std_over_splits", "value": std})
         if self.labelled:
             results["class_acc"] = (self.correct / self.labelled, None)
+        if self.view_scorer is not None:
+            results["fid_view_b"] = self.view_scorer.finish()["fid"]
         for name in PIXEL_METRICS:
             if self.per_image[name]:
                 values = np.concatenate(self.per_image[name])

@@ -19,7 +19,7 @@ from bench.quality.paired import DECISION
 from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
 
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
-               "inpaint": "Inpainting", "denoise": "Denoising"}
+               "inpaint": "Inpainting", "denoise": "Denoising", "anagram": "Anagrams and hybrids"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
                   "fd": ("FD", "{:.3f}"), "kid": ("KID", "{:.4g}"), "cmmd": ("CMMD", "{:.4g}"),
                   "cmmd_unbiased": ("CMMD (unbiased)", "{:.4g}"),
@@ -28,7 +28,9 @@ METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}")
                   "isc": ("IS", "{:.3f}"),
                   "class_acc": ("class acc", "{:.3f}"), "psnr": ("PSNR", "{:.2f}"),
                   "ssim": ("SSIM", "{:.4f}"), "lr_mse": ("LR MSE", "{:.3g}"),
-                  "known_error": ("known-region max error", "{:g}")}
+                  "known_error": ("known-region max error", "{:g}"),
+                  "fid_view_b": ("FID view b", "{:.3f}"), "view_a_acc": ("acc view a", "{:.3f}"),
+                  "view_b_acc": ("acc view b", "{:.3f}"), "both_acc": ("both views", "{:.3f}")}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,11 @@ def protocol_caption(row: Row) -> str:
                     f"(sigma = {level.get('sigma', 0):.4g}; {level.get('noise')}, noise seed "
                     f"{level.get('noise_seed')}); PSNR / SSIM against the clean image, on "
                     f"{level.get('fidelity', {}).get('colour')}; held-out pairs: {level.get('heldout')}.")
+    views = p.get("anagram")
+    if views:
+        caption += (f" Anagrams and hybrids: each image read by {views.get('reader')} in two views "
+                    f"({views.get('views')}): acc view a / b, the share read as class a / b; both "
+                    f"views, the share passing both; FID: {views.get('fid')}.")
     return caption
 
 

@@ -441,8 +441,18 @@ def scorer_for(run: CellRun) -> CellScorer:
 
 
 def measure_batch(run: CellRun, scorer: CellScorer, pixels, indices, inputs) -> BatchScores:
+    if run.task.name == "anagram":
+        view_a, view_b = views_of(run, pixels)
+        return scorer.measure_views(pixels, view_a, view_b, run.hparams["class_a"], run.hparams["class_b"],
+                                    view_b is not pixels)
     per_image = run.task.per_image(pixels, inputs, run.config.superres_scale) if inputs else None
     return scorer.measure(pixels, requested_labels(run, indices), per_image)
+
+
+def views_of(run: CellRun, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An anagram cell's two views of its uint8 samples (a view the method leaves as is is the
+    samples themselves)."""
+    return tuple(pixels if view is None else view(pixels) for view in run.method.views(**run.hparams))
 
 
 class BatchFailed(Exception):
@@ -497,8 +507,14 @@ PER_LINE = 4     # grids of a task with inputs: input | output | original triple
 
 def grid_part(run: CellRun, pixels, indices, inputs: TaskInputs | None) -> torch.Tensor:
     """This batch's share of the cell's sample grid: its first samples while the grid is not
-    full; for a task with inputs each as input | output | original (a quarter as many samples)."""
+    full; for a task with inputs each as input | output | original (a quarter as many samples),
+    for anagrams and hybrids each as view a | view b (half as many)."""
     start, size = indices[0], run.config.grid_size
+    if run.task.name == "anagram":     # view a | view b pairs
+        keep = max(0, size // 2 - start)
+        if keep == 0:
+            return pixels[:0]
+        return torch.stack([view[:keep] for view in views_of(run, pixels[:keep])], 1).flatten(0, 1)
     if inputs is None:
         return pixels[:max(0, size - start)]
     keep = max(0, size // 4 - start)
@@ -565,7 +581,8 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
         raise BatchFailed(f"no timed batch: with {world_size()} process(es), n_samples must cover "
                           f"warmup_batches + 1 batches per process")
     grid = save_grid(torch.cat([r.grid for r in records]), ctx.store.directory / "samples" / f"{key}.png",
-                     nrow=3 * PER_LINE if run.task.has_inputs else None)
+                     nrow=3 * PER_LINE if run.task.has_inputs else 2 * PER_LINE
+                     if run.task.name == "anagram" else None)
     in_situ = [r.in_situ for r in records if r.timed]
     peaks = [p for p in sampled.peaks if p is not None]
     return {

@@ -11,6 +11,10 @@ images:
 - `inpaint`: the image with a hole (`mask`: the centre square of half the side, the right half,
   or seeded random brush strokes); cond["source"] and cond["mask"] (1 = known); PSNR / SSIM of
   the hole against the original, the largest change in the known region (must be 0), FID.
+- `anagram`: generation from noise by a composition of two classes' estimates (an anagram, a
+  hybrid image: `methods.composition`); the domain classifier (LeNet) reads each image in both
+  of the method's views (view_a_acc, view_b_acc, both_acc), FID scores the sample and, for an
+  anagram, its transformed view too (fid_view_b).
 FID compares with the whole test split for super-resolution (as published) and with the suite's
 reference split for the others (their outputs must not be compared with their own sources).
 """
@@ -29,7 +33,7 @@ from methods.denoising import ddpm_sigma
 from methods.errors import DiffbenchError
 
 TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
-          "inpaint": "Inpainting", "denoise": "Denoising"}
+          "inpaint": "Inpainting", "denoise": "Denoising", "anagram": "Anagrams and hybrids"}
 NOISE_SEED = 20200619           # the denoising inputs' noise: per test image, never the cell's seed
 HELDOUT_NOISE_SEED = 20200620   # the held-out pairs' noise, per training image
 HELDOUT_IMAGES = 500
@@ -64,7 +68,7 @@ class Task:
 
     @property
     def has_inputs(self) -> bool:
-        return self.name != "generate"
+        return self.name not in ("generate", "anagram")
 
     def reference_split(self, config) -> str:
         return "test" if self.name == "superres" else config.reference_split
@@ -77,7 +81,8 @@ class Task:
     def metrics(self) -> tuple[str, ...]:
         """The per-image metrics the task always computes."""
         return {"superres": ("psnr", "ssim", "lr_mse"), "img2img": ("psnr", "ssim"),
-                "denoise": ("psnr", "ssim"), "inpaint": ("psnr", "ssim", "known_error")}.get(self.name, ())
+                "denoise": ("psnr", "ssim"), "anagram": ("view_a_acc", "view_b_acc", "both_acc"),
+                "inpaint": ("psnr", "ssim", "known_error")}.get(self.name, ())
 
     def check(self, config, dataset) -> None:
         if self.name == "superres":
@@ -92,6 +97,12 @@ class Task:
 
     def protocol(self, config, dataset) -> dict:
         """The task's part of the metric protocol (none for generation)."""
+        if self.name == "anagram":
+            return {"anagram": {"reader": "the suite's domain extractor's classifier (argmax of "
+                                "its logits)", "views": "anagram: a as sampled, b through its "
+                                "view; hybrid: a low-passed by its lowpass_sigma (from afar), b as "
+                                "sampled (up close)", "fid": "the sample as generated; "
+                                "fid_view_b: an anagram's transformed view, same reference"}}
         inputs = "test split, first n_samples"
         if self.name == "superres":
             return {"superres": {"scale": config.superres_scale, "degradation": DEGRADATION,

@@ -142,8 +142,8 @@ def per_image_lines(title: str, rows: list[Row], results_dir: Path, metric: str)
     parts = []
     for row in sorted((r for r in usable if r is not best), key=lambda r: -metric_value(r, metric)):
         found = mean_difference(values[row["cell_key"]], values[best["cell_key"]])
-        parts.append(f"{line_name(row)} {found.value:+.3g} [{found.low:+.3g}, {found.high:+.3g}]"
+        parts.append(f"{line_name(row)} NFE {row['nfe']:g} {found.value:+.3g} [{found.low:+.3g}, {found.high:+.3g}]"
                      + ("" if found.significant else " (tied)"))
-    return [f"{title}: paired {name} against the best row, {line_name(best)} "
+    return [f"{title}: paired {name} against the best row, {line_name(best)} NFE {best['nfe']:g} "
             f"({form.format(metric_value(best, metric))}), each row's mean difference over the same "
             f"images with its {LEVEL:.0%} paired t interval: " + "; ".join(parts) + "."]

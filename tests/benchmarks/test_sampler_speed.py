@@ -27,6 +27,13 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ROUNDS, WARMUP_ROUNDS = 10, 2
 DATASET = "mnist5k"                  # the mnist suites' images: 28x28 grey, 10 classes
 SUITE = SuiteConfig(name="speed", path="tests/benchmarks/test_sampler_speed.py", dataset=DATASET)
+DENOISE_T = 500                      # a denoising method's inputs: DDPM t = 500 (sigma 3.42)
+SETTINGS = {"gaussian-blur": {"kernel_size": 27, "blur_sigma": 2.6903}}   # mnist-denoise's choice at t = 500
+
+
+def task_of(method) -> Task:
+    return Task(method.task, "centre" if method.task == "inpaint" else "",
+                DENOISE_T if method.task == "denoise" else 0)
 
 
 def random_denoiser(kind: str) -> torch.nn.Module:
@@ -42,7 +49,7 @@ def conditioning(method) -> dict | None:
     """What the runner hands the sampler for the first BATCH samples of a cell: the task's
     inputs from the dataset's test images, class labels, a classifier's gradient."""
     indices = range(BATCH)
-    task = Task(method.task, "centre" if method.task == "inpaint" else "")
+    task = task_of(method)
     inputs = task.inputs(SUITE, load_dataset(DATASET), indices)
     classes = load_dataset(DATASET).num_classes
     conditional = bool(method.model and method.model.endswith("-cond"))
@@ -61,13 +68,16 @@ def test_sampler_speed(benchmark, name):
     method = METHODS.get(name)
     denoiser = random_denoiser(method.model) if method.model else None
     cond = conditioning(method)
+    task = task_of(method)
+    start = (cond["source"], task.sigma) if task.name == "denoise" and method.model else None
+    hparams = {**method.defaults, **SETTINGS.get(name, {})}
 
     def setup():
         rng = PerSampleRNG(0, range(BATCH), DEVICE)
         return (rng.randn(load_dataset(DATASET).shape),), {"rng": rng}
 
     def sample(latents, rng):
-        out = method.sample(denoiser, latents, STEPS, rng=rng, cond=cond, **method.defaults)
+        out = method.sample(denoiser, latents, STEPS, rng=rng, cond=cond, start=start, **hparams)
         synchronize(DEVICE)     # the round ends when the device has finished, not when queued
         return out
 

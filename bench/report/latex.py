@@ -223,7 +223,7 @@ def document(suite: str, boards: list[Board], hardware: str, notes: list[str]) -
              r"\usepackage{array}",
              r"\usepackage{graphicx}", r"\usepackage[margin=2cm]{geometry}", r"\begin{document}",
              rf"\section*{{diffbench: {escape(suite)}}}", ""]
-    lines += [escape(note) + "\n" for note in notes]
+    lines += [breakable(note) + "\n" for note in notes]   # notes name cells such as gaussian-blur(t=250)
     for board in boards:
         if any(row.get("status") == "ok" for row in board.rows):
             lines += table(board, hardware)

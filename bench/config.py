@@ -42,18 +42,30 @@ class CellSpec:
     model: str = ""                             # the model kind, when not the method's own
     mask: str = ""                              # an inpainting cell's mask (bench.run.tasks.MASKS)
     denoise_t: int = 0                          # a denoising cell's DDPM timestep (its inputs' noise)
+    train_step: int = 0                         # a train-curve cell's snapshot (training steps)
+    superres: "CellSpec | None" = None          # a cascade's second stage (x superres_scale)
 
     @property
     def label(self) -> str:
         shown = ((("model", self.model),) if self.model else ()) + ((("mask", self.mask),) if self.mask else ()) \
-            + ((("t", self.denoise_t),) if self.denoise_t else ()) + self.hparams
+            + ((("t", self.denoise_t),) if self.denoise_t else ()) \
+            + ((("step", self.train_step),) if self.train_step else ()) + self.hparams
         extra = ", ".join(f"{k}={v}" for k, v in shown)
-        return f"{self.method}({extra})" if extra else self.method
+        label = f"{self.method}({extra})" if extra else self.method
+        if self.superres is None:
+            return label
+        stage = self.superres
+        return f"{label} {self.steps} steps -> {stage.label} {stage.steps} steps"
 
     @property
     def model_kind(self) -> str | None:
         """The suite model the cell samples from: its `model`, else its method's."""
         return self.model or METHODS.get(self.method).model
+
+    @property
+    def superres_model_kind(self) -> str | None:
+        """A cascade's super-resolution model (None for any other cell)."""
+        return None if self.superres is None else self.superres.model_kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +103,8 @@ SUITE_LIMITS = {"n_samples": (1, 10**7), "min_samples": (0, 10**7), "seed": (0, 
                 "batch_size": (1, 65536), "warmup_batches": (0, 1000), "grid_size": (1, 1024),
                 "superres_scale": (1, 64)}
 CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "model": str,
-             "mask": list, "denoise_t": list}
+             "mask": list, "denoise_t": list, "train_step": list, "superres": dict}
+STAGE_KEYS = ("method", "steps", "hparams", "model")   # a cascade's super-resolution stage
 
 
 def suite_names() -> list[str]:
@@ -261,12 +274,37 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
                 type(t) is int and 1 <= t <= NUM_TRAIN_STEPS for t in levels)):
             raise DiffbenchError(f"{where}: {what}.denoise_t must be a non-empty list of DDPM "
                                  f"timesteps, integers in 1..{NUM_TRAIN_STEPS}")
+        snapshots = cell.get("train_step", [0])
+        if "train_step" in cell and (not isinstance(snapshots, list) or not snapshots or not all(
+                type(s) is int and s > 0 for s in snapshots)):
+            raise DiffbenchError(f"{where}: {what}.train_step must be a non-empty list of training "
+                                 "steps, positive integers")
+        stages = _superres_stages(cell["superres"], f"{what}.superres", where) if "superres" in cell else [None]
         for combo in itertools.product(*sweep.values()):
             merged = {**hparams, **dict(zip(sweep, combo))}
-            for mask, level, steps_value in itertools.product(masks, levels, steps):
+            for mask, level, snapshot, stage, steps_value in itertools.product(
+                    masks, levels, snapshots, stages, steps):
                 expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items())),
-                                         model, mask, level))
+                                         model, mask, level, snapshot, stage))
     return tuple(expanded)
+
+
+def _superres_stages(stage, what: str, where: str) -> list[CellSpec]:
+    """A cascade's second stage, one per step count: `superres = { method = "sr3", steps = [..] }`."""
+    stage = _table(stage, what, where)
+    for key in stage:
+        if key not in STAGE_KEYS:
+            raise DiffbenchError(f"{where}: unknown key {key!r} in {what}; valid: {', '.join(STAGE_KEYS)}")
+    if not isinstance(stage.get("method"), str):
+        raise DiffbenchError(f"{where}: {what} needs a 'method' string (a super-resolution method)")
+    steps = stage.get("steps", [1])
+    if not isinstance(steps, list) or not steps or not all(type(s) is int and s > 0 for s in steps):
+        raise DiffbenchError(f"{where}: {what}.steps must be a non-empty list of positive ints")
+    model = stage.get("model", "")
+    if model:
+        validate_name(model if isinstance(model, str) else repr(model), f"{what}.model")
+    hparams = tuple(sorted(_table(stage.get("hparams", {}), f"{what}.hparams", where).items()))
+    return [CellSpec(stage["method"], s, hparams, model) for s in steps]
 
 
 def _validate(config: SuiteConfig, where: str) -> None:
@@ -330,6 +368,8 @@ def _validate(config: SuiteConfig, where: str) -> None:
         if method.model is None and cell.model:
             raise DiffbenchError(f"{where}: method {cell.method!r} uses no network: drop its 'model'")
         kind = cell.model_kind
+        _check_train_curve(config, cell, method, where)
+        _check_cascade(config, cell, method, where, named)
         if kind is None or config.model_spec(kind).source:
             continue   # an external model is checked with a forward pass (_validate_models)
         recipe = named(RECIPES, config.model_spec(kind).recipe, "model recipe")
@@ -353,6 +393,66 @@ def _check_classes(cell: CellSpec, method, classes: int, where: str) -> None:
         if not classes or hparams[key] >= classes:
             raise DiffbenchError(f"{where}: method {cell.method!r}: {key} = {hparams[key]} is not a "
                                  f"class of its model ({classes} classes): pick one below {classes}")
+
+
+def _check_cascade(config: SuiteConfig, cell: CellSpec, method, where: str, named) -> None:
+    """A cascade chains a generation method on a low-resolution model (`lowres = true`) with a
+    super-resolution method at the suite's superres_scale; a low-resolution model serves only as
+    a cascade's first stage (its samples are not the suite's image size)."""
+    kind, recipes = cell.model_kind, suite_recipes(config)
+    lowres = kind in recipes and recipes[kind].lowres_scale
+    if cell.superres is None:
+        if lowres:
+            raise DiffbenchError(f"{where}: [models.{kind}] is trained at low resolution (lowres = "
+                                 f"true): use it as a cascade's first stage (superres = {{ method = ... }})")
+        return
+    if method.task != "generate" or cell.denoise_t or cell.train_step or method.classifier:
+        raise DiffbenchError(f"{where}: method {cell.method!r} cannot start a cascade: its first stage "
+                             "is an unguided generation method without denoise_t or train_step")
+    stage = named(METHODS, cell.superres.method, "method")
+    if stage.task != "superres":
+        raise DiffbenchError(f"{where}: a cascade's superres.method must be a super-resolution "
+                             f"method; {cell.superres.method!r} is task {stage.task!r}")
+    try:
+        stage.check_steps(cell.superres.steps)
+        stage.resolve_hparams(dict(cell.superres.hparams))
+    except (KeyError, TypeError, ValueError, DiffbenchError) as err:
+        raise DiffbenchError(f"{where}: {err.args[0]}") from None
+    missing = stage.missing_requirements()
+    if missing:
+        raise DiffbenchError(f"{where}: method {stage.name!r} needs {', '.join(missing)}, which is "
+                             "not installed: see the README's set-up for the optional libraries")
+    if stage.model is None and cell.superres.model:
+        raise DiffbenchError(f"{where}: method {stage.name!r} uses no network: drop its 'model'")
+    if kind is not None and not config.model_spec(kind).source and not lowres:
+        raise DiffbenchError(f"{where}: [models.{kind}] trains at full resolution: set lowres = true "
+                             "there for a cascade's first stage")
+    second = cell.superres_model_kind
+    if second is not None and not config.model_spec(second).source:
+        recipe = named(RECIPES, config.model_spec(second).recipe, "model recipe")
+        if not recipe.superres:
+            raise DiffbenchError(f"{where}: a cascade's superres stage cannot use recipe "
+                                 f"{recipe.name!r}: pick a superres recipe for [models.{second}]")
+
+
+def _check_train_curve(config: SuiteConfig, cell: CellSpec, method, where: str) -> None:
+    """A train-curve cell generates from a snapshot its recipe's training can keep: a generation
+    method on a recipe (not an external model), a step within the recipe's budget."""
+    if not cell.train_step:
+        return
+    kind = cell.model_kind
+    if method.task != "generate" or cell.denoise_t:
+        raise DiffbenchError(f"{where}: method {cell.method!r} takes no train_step: training curves "
+                             "are measured by generation methods; drop it")
+    if kind is None or config.model_spec(kind).source:
+        raise DiffbenchError(f"{where}: method {cell.method!r} has no recipe to train "
+                             f"({'no network' if kind is None else 'an external model'}): "
+                             "train_step needs a [models.X] recipe")
+    recipes = suite_recipes(config)
+    budget = recipes[kind].budget.steps
+    if cell.train_step > budget:
+        raise DiffbenchError(f"{where}: train_step {cell.train_step} is past the {budget} training "
+                             f"steps of [models.{kind}]: pick steps up to {budget} or raise its steps")
 
 
 def _check_denoising(cell: CellSpec, method, where: str) -> None:
@@ -388,7 +488,7 @@ def _validate_models(config: SuiteConfig, where: str) -> None:
 def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> None:
     """Each cell on the model gets a schedule from it (a discrete-time method needs the
     training noise levels of a discrete-time model; a library's schedule checks its options)."""
-    for cell in config.cells:
+    for cell in (stage for c in config.cells for stage in (c, c.superres) if stage is not None):
         method = METHODS.get(cell.method)
         if cell.model_kind != kind:
             continue

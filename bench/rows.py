@@ -74,6 +74,16 @@ class SamplesRef(TypedDict):
     count: int
 
 
+class Training(TypedDict):
+    """A train-curve row's snapshot: how far its model's training had come."""
+    step: int
+    budget_steps: int
+    images_seen: int
+    seconds: float               # wall-clock of the training steps until the snapshot
+    precision: str | None
+    batch_size: int
+
+
 class Row(TypedDict):
     cell_key: str
     status: str                 # one of STATUSES
@@ -118,6 +128,8 @@ class Row(TypedDict):
     paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.quality.stored_features)
     classifier: NotRequired[dict[str, Any] | None]   # classifier guidance: the classifier and its cost
     warmup: NotRequired[dict[str, Any] | None]   # a warm-up before sampling (GITS): its cost and result
+    training: NotRequired[Training]          # train-curve rows: the snapshot's training progress
+    cascade: NotRequired[dict[str, Any]]     # cascades: the super-resolution stage, NFE and time per stage
 
 
 def finite_or_none(value: float | None) -> tuple[float | None, str | None]:
@@ -152,7 +164,8 @@ def metric_entry(value, higher_is_better: bool, uncertainty: dict | None = None)
 def new_row(*, suite: str, cell_key: str, method, steps: int, hparams: dict, label: str,
             model: ModelRef | None, num_parameters: int, dataset, n_samples: int, seed: int,
             batch_size: int, protocol: dict, protocol_fingerprint: str, provenance: Provenance,
-            compiled: bool, created_at: str, task: str | None = None) -> Row:
+            compiled: bool, created_at: str, task: str | None = None,
+            training: "Training | None" = None, cascade: dict | None = None) -> Row:
     """A row before measurement: identity, method, model, data and protocol; status "ok" until
     the measurement says otherwise. `task` is the method's unless the cell runs it on another
     (a generation method denoising)."""
@@ -168,6 +181,8 @@ def new_row(*, suite: str, cell_key: str, method, steps: int, hparams: dict, lab
         "profile": None, "compiled": compiled, "status": "ok", "message": None,
         "protocol": protocol, "protocol_fingerprint": protocol_fingerprint,
         "provenance": provenance, "created_at": created_at,
+        **({"training": training} if training else {}),
+        **({"cascade": cascade} if cascade else {}),
     }
 
 

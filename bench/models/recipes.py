@@ -17,7 +17,7 @@ from bench.data.datasets import ImageDataset, load_dataset
 from bench.data.degradation import DEGRADATION, check_scale, condition_of, lowres_of
 from bench.models.checkpoints import checkpoint_exists, load_checkpoint
 from bench.models.precision import PRECISIONS, resolve_precision, step_timer
-from bench.models.training import TrainBudget, train
+from bench.models.training import TrainBudget, snapshot_path, train
 from bench.paths import cache_dir, checkpoint_folders, ensure_writable
 from methods import OBJECTIVES, UNet, UNetConfig
 from methods.errors import DiffbenchError
@@ -38,6 +38,8 @@ class ModelRecipe:
     budget: TrainBudget = TrainBudget()
     superres: bool = False     # conditioned on the upsampled LR image (task = superres)
     superres_scale: int = 0    # set from the suite for a superres recipe
+    lowres_scale: int = 0      # set from the suite for a generation recipe given `lowres = true`:
+                               # trained on the images downsampled as SR inputs are (a cascade's first stage)
 
     def with_overrides(self, overrides: Mapping[str, Any], where: str) -> "ModelRecipe":
         """Replace network or budget fields by name; an unknown key or wrong type is an error."""
@@ -77,7 +79,7 @@ class ModelRecipe:
 
     def for_dataset(self, dataset: ImageDataset) -> "ModelRecipe":
         """Image shape, and for a class-conditional network the class count, from the data."""
-        channels, size = dataset.shape[0], dataset.shape[1]
+        channels, size = dataset.shape[0], dataset.shape[1] // (self.lowres_scale or 1)
         classes = dataset.num_classes if self.network.num_classes else 0
         return dataclasses.replace(self, network=dataclasses.replace(
             self.network, image_channels=channels, image_size=size, num_classes=classes,
@@ -93,6 +95,8 @@ class ModelRecipe:
                 "budget": dataclasses.asdict(self.budget)}
         if self.superres:
             spec["superres"] = {"scale": self.superres_scale, "degradation": DEGRADATION}
+        if self.lowres_scale:
+            spec["lowres"] = {"scale": self.lowres_scale, "degradation": DEGRADATION}
         spec["budget"].pop("checkpoint_every")  # how often we save does not change the model
         objective_source = OBJECTIVES.origin(self.objective).source_sha256
         if objective_source:   # a plugin's objective: editing it trains a new model
@@ -173,13 +177,28 @@ def suite_recipes(config) -> dict[str, ModelRecipe]:
         if spec.source:
             continue
         recipe = resolve_recipe(spec.recipe, config.dataset, where, config.superres_scale)
-        recipes[kind] = recipe.with_overrides(dict(spec.overrides), where)
+        overrides = dict(spec.overrides)
+        if overrides.pop("lowres", False) is not False:
+            recipe = lowres_recipe(recipe, spec, config, where)
+        recipes[kind] = recipe.with_overrides(overrides, where)
     return recipes
 
 
+def lowres_recipe(recipe: ModelRecipe, spec, config, where: str) -> ModelRecipe:
+    """The recipe trained at the suite's low resolution (`lowres = true`): the images downsampled
+    by superres_scale as a super-resolution model's inputs are."""
+    if dict(spec.overrides)["lowres"] is not True:
+        raise DiffbenchError(f"{where}: model key 'lowres' must be true or left out")
+    if recipe.superres:
+        raise DiffbenchError(f"{where}: recipe {recipe.name!r} is a super-resolution recipe: "
+                             "lowres = true is for the generation model of a cascade's first stage")
+    check_scale(load_dataset(config.dataset).shape, config.superres_scale, where)
+    return dataclasses.replace(recipe, lowres_scale=config.superres_scale)
+
+
 def model_kinds(config) -> list[str]:
-    """The model kinds the suite's cells need."""
-    return sorted({c.model_kind for c in config.cells} - {None})
+    """The model kinds the suite's cells need (a cascade's both stages)."""
+    return sorted({kind for c in config.cells for kind in (c.model_kind, c.superres_model_kind)} - {None})
 
 
 def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]:
@@ -190,8 +209,8 @@ def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]
     for kind in model_kinds(config):
         spec = config.model_spec(kind)
         if spec.source:
-            superres = any(METHODS.get(c.method).task == "superres" for c in config.cells
-                           if c.model_kind == kind)
+            superres = any((c.model_kind == kind and METHODS.get(c.method).task == "superres")
+                           or c.superres_model_kind == kind for c in config.cells)
             models[kind] = load_external(kind, spec.source, dict(spec.overrides),
                                          Path(config.path).parent, load_dataset(config.dataset),
                                          superres, f"{config.path}: [models.{kind}]", device)
@@ -214,11 +233,12 @@ def model_folder_name(recipe: ModelRecipe, dataset: ImageDataset) -> str:
     return f"{recipe.name}-{recipe.cache_key(dataset.content_hash)}"
 
 
-def find_model(recipe: ModelRecipe, dataset: ImageDataset) -> Path | None:
-    """The recipe's trained weights: published ones first, then the cache. Under precision
-    "auto" a published model trained in either precision will do (it is what makes a user's rows
-    comparable with the leaderboards); from the cache, the one this machine would train (either,
-    when its bf16 support is unknown and deciding would take a timing probe)."""
+def find_model(recipe: ModelRecipe, dataset: ImageDataset, snapshots: tuple[int, ...] = ()) -> Path | None:
+    """The recipe's trained weights (with every snapshot asked for beside them): published ones
+    first, then the cache. Under precision "auto" a published model trained in either precision
+    will do (it is what makes a user's rows comparable with the leaderboards); from the cache,
+    the one this machine would train (either, when its bf16 support is unknown and deciding
+    would take a timing probe)."""
     requested = recipe.budget.precision
     support = bench.models.precision.cpu_bf16_support()   # looked up here, so tests can fake it
     if requested != "auto":
@@ -230,7 +250,8 @@ def find_model(recipe: ModelRecipe, dataset: ImageDataset) -> Path | None:
         for precision in precisions:
             name = model_folder_name(recipe.with_precision(precision), dataset)
             final = checkpoint_folders("models", name)[place] / "model.safetensors"
-            if checkpoint_exists(final):
+            if checkpoint_exists(final) and all(checkpoint_exists(snapshot_path(final.parent, step))
+                                                for step in snapshots):
                 return final
     return None
 
@@ -238,27 +259,40 @@ def find_model(recipe: ModelRecipe, dataset: ImageDataset) -> Path | None:
 def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
     """Load the recipe's published or cached checkpoint, training (or resuming) it first when
     there is none."""
+    recipe, dataset, objective = _bound(recipe)
+    final = find_model(recipe, dataset) or _train_recipe(recipe, dataset, objective)
+    return _load(recipe, objective, final, device)
+
+
+def ensure_snapshots(recipe: ModelRecipe, steps: tuple[int, ...], device: str = "cpu") -> dict[int, LoadedModel]:
+    """The recipe's EMA weights after each of `steps` (a training curve's checkpoints), training
+    it again into the cache when they are not all beside a published or cached model."""
+    recipe, dataset, objective = _bound(recipe)
+    final = find_model(recipe, dataset, steps) or _train_recipe(recipe, dataset, objective, steps)
+    return {step: _load(recipe, objective, snapshot_path(final.parent, step), device) for step in steps}
+
+
+def _bound(recipe: ModelRecipe):
     dataset = load_dataset(recipe.dataset)
     if recipe.network.num_classes and dataset.labels is None:
         raise DiffbenchError(f"recipe {recipe.name!r} is class-conditional but dataset "
                              f"{recipe.dataset!r} has no labels: use an unconditional recipe")
-    recipe = recipe.for_dataset(dataset)
-    objective = OBJECTIVES.get(recipe.objective)
-    final = find_model(recipe, dataset)
-    if final is None:
-        final = _train_recipe(recipe, dataset, objective)
-    tensors, meta = load_checkpoint(final, f"model {recipe.name!r}")
+    return recipe.for_dataset(dataset), dataset, OBJECTIVES.get(recipe.objective)
+
+
+def _load(recipe: ModelRecipe, objective, path: Path, device: str) -> LoadedModel:
+    tensors, meta = load_checkpoint(path, f"model {recipe.name!r}")
     net = UNet(recipe.network)
     try:
         net.load_state_dict(tensors)
     except RuntimeError:
-        raise DiffbenchError(f"model checkpoint {str(final)!r} does not fit recipe "
-                             f"{recipe.name!r}: delete {str(final.parent)!r} to retrain") from None
+        raise DiffbenchError(f"model checkpoint {str(path)!r} does not fit recipe "
+                             f"{recipe.name!r}: delete {str(path.parent)!r} to retrain") from None
     net.eval().requires_grad_(False)
     denoiser = objective.make_denoiser(net).to(device)
-    log.info("model %s: %s (trained in %s)", recipe.name, final, meta.get("precision"))
+    log.info("model %s: %s (trained in %s)", recipe.name, path, meta.get("precision"))
     return LoadedModel(recipe.name, denoiser, meta["sha256"], sum(p.numel() for p in net.parameters()),
-                       recipe.network.num_classes, meta, final, recipe)
+                       recipe.network.num_classes, meta, path, recipe)
 
 
 def untrained_denoiser(recipe: ModelRecipe):
@@ -270,6 +304,8 @@ def untrained_denoiser(recipe: ModelRecipe):
 def recipe_loss(recipe: ModelRecipe, dataset: ImageDataset, objective):
     """loss(model, batch_index, generator) on the recipe's training split."""
     images, labels = dataset.split("train")
+    if recipe.lowres_scale:
+        images = lowres_of(images, recipe.lowres_scale)
     use_labels = bool(recipe.network.num_classes)
     if recipe.superres:
         check_scale(dataset.shape, recipe.superres_scale, f"recipe {recipe.name!r}")
@@ -296,7 +332,7 @@ def training_precision(recipe: ModelRecipe, loss_fn, num_examples: int):
     return resolve_precision(recipe.budget.precision, step_timer(one_step))
 
 
-def _train_recipe(recipe, dataset, objective) -> Path:
+def _train_recipe(recipe, dataset, objective, snapshots: tuple[int, ...] = ()) -> Path:
     loss_fn, num_examples = recipe_loss(recipe, dataset, objective)
     precision = training_precision(recipe, loss_fn, num_examples)
     recipe = recipe.with_precision(precision.name)
@@ -311,5 +347,5 @@ def _train_recipe(recipe, dataset, objective) -> Path:
             "budget": dataclasses.asdict(recipe.budget), "torch": torch.__version__,
             "precision": precision.name, "precision_reason": precision.reason,
             "superres_scale": recipe.superres_scale}
-    train(net, loss_fn, num_examples, recipe.budget, directory, recipe.name, meta)
+    train(net, loss_fn, num_examples, recipe.budget, directory, recipe.name, meta, snapshots=snapshots)
     return directory / "model.safetensors"

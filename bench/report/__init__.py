@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.paths import ensure_writable
-from bench.report import captions, comparison, html, latex, markdown, pairs, plots
+from bench.report import captions, comparison, curves, html, latex, markdown, pairs, plots
 from bench.report.board import Board, build_board, group_rows, ok, row_order
 from bench.report.text import clean_strings
 from bench.store import ResultStore, latest_per_cell, read_rows
@@ -79,7 +79,8 @@ def render_report(suite: str, results_root: Path, reports_root: Path,
 def write_report(name, store, stored, problems, out, baseline, against) -> None:
     rows = [clean_strings(row) for row in latest_per_cell(stored)]
     paired_notes = []
-    boards = [build_board(group, pairs=group_pairs(group, store.directory, paired_notes))
+    boards = [build_board(group, pairs=group_pairs(group, store.directory, paired_notes),
+                          across_models=group.task == "train-curve")   # each snapshot is a model
               for group in group_rows(rows)]
     rendered = Rendered(name, rows, boards, captions.notes(rows, boards, name) + problems + paired_notes
                         + fidelity_notes(boards, store.directory))
@@ -103,7 +104,9 @@ def write_report(name, store, stored, problems, out, baseline, against) -> None:
         rendered.against = str(against)
         rendered.notes += baseline_problems
     (out / "leaderboard.md").write_text(markdown_report(rendered))
-    (out / "tables.tex").write_text(latex.document(name, boards, captions.machines(rows) if rows else "unknown hardware", rendered.notes))
+    (out / "tables.tex").write_text(latex.document(
+        name, boards, captions.machines(rows) if rows else "unknown hardware", rendered.notes,
+        {index: board_extras(board) for index, board in enumerate(boards)}))
     (out / "index.html").write_text(html_report(rendered, out))
 
 
@@ -200,6 +203,9 @@ def draw_figures(boards: list[Board], out: Path) -> dict[int, list[tuple[str, st
             continue
         if board.group.task in FIDELITY_TASKS:
             kinds = [("psnr_ssim_vs_fid", "PSNR and SSIM against FID", plots.fidelity_tradeoff)]
+        elif board.group.task == "train-curve":
+            kinds = [("fid_vs_training", "FID against training seconds and steps",
+                      lambda rows, stem: plots.training_curves(curves.training_series(rows), stem))]
         else:
             kinds = [("fid_vs_nfe", "FID against NFE", plots.fid_vs_nfe),
                      ("fid_vs_time", "FID against time per image, Pareto front marked", plots.fid_vs_time)]
@@ -234,6 +240,37 @@ def copy_grids(rows: list[dict], results_dir: Path, out: Path) -> list[tuple[dic
     return grids
 
 
+def board_extras(board: Board) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """Tables a board's task adds after its own (title, header, body, note): a training curve's
+    FID per snapshot and its time-to-FID."""
+    if board.group.task == "generate":
+        return cascade_extras(board)
+    if board.group.task != "train-curve":
+        return []
+    series = curves.training_series(board.rows)
+    if not series:
+        return []
+    return [("FID [95 % interval] at each training snapshot", *curves.curve_table(series),
+             curves.images_note(series)),
+            ("Time to FID: the first snapshot whose interval reaches each target",
+             *curves.time_to_fid_table(series), curves.target_legend(series))]
+
+
+def cascade_extras(board: Board) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """A generation table's cascades: NFE and milliseconds per image of each stage."""
+    rows = [r for r in board.rows if ok(r) and r.get("cascade")]
+    if not rows:
+        return []
+    header = ["cascade", "stage 1 NFE", "stage 1 ms / image", "stage 2 NFE", "stage 2 ms / image",
+              "total NFE", "FID"]
+    body = [[row["label"]] + [text for stage in row["cascade"]["stages"]
+                              for text in (f"{stage['nfe']:g}", f"{stage['time_per_image_s'] * 1e3:.2f}")]
+            + [f"{row['nfe']:g}", f"{row['metrics']['fid']['value']:.2f}"] for row in rows]
+    return [("Cascades: cost per stage (generation at low resolution, then super-resolution)",
+             header, body, "Times are medians over the timed batches, per stage; the row's time "
+             "per image is the median of their sum.")]
+
+
 def markdown_report(r: Rendered) -> str:
     esc = markdown.escape
     lines = [f"# Leaderboard: {esc(r.suite)}", ""] + [f"- {esc(n)}" for n in r.notes] + [""]
@@ -246,6 +283,7 @@ def markdown_report(r: Rendered) -> str:
             lines += [f"### {esc(board.cross.title)}", "", esc(board.cross.ranking), ""]
             lines += markdown.table(board.cross) + [""]
         lines += markdown.pivot_table(board)
+        lines += [line for extra in board_extras(board) for line in markdown.text_table(*extra)]
         lines += [esc(captions.provenance_caption(board.group.rows)), ""]
         lines += [f"![{title}]({png})\n" for title, png in r.figures.get(index, [])]
     if r.grids:
@@ -281,6 +319,7 @@ def html_report(r: Rendered, out: Path) -> str:
                                    "caption")
                    + html.table(board) + html.cross_view(board) + html.pairwise(board)
                    + html.pivot_html(board)
+                   + "".join(html.text_table(*extra) for extra in board_extras(board))
                    + html.paragraphs([captions.provenance_caption(board.group.rows)], "caption")
                    + "".join(html.figure(out / png, title) for title, png in r.figures.get(index, [])))
         sections.append((board.title, content))

@@ -19,7 +19,8 @@ from bench.quality.paired import DECISION
 from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
 
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
-               "inpaint": "Inpainting", "denoise": "Denoising", "anagram": "Anagrams and hybrids"}
+               "inpaint": "Inpainting", "denoise": "Denoising", "anagram": "Anagrams and hybrids",
+               "train-curve": "Training convergence"}
 METRIC_HEADERS = {"fid": ("FID", "{:.3f}"), "fid_infinity": ("FID∞", "{:.3f}"),
                   "fd": ("FD", "{:.3f}"), "kid": ("KID", "{:.4g}"), "cmmd": ("CMMD", "{:.4g}"),
                   "cmmd_unbiased": ("CMMD (unbiased)", "{:.4g}"),

@@ -171,6 +171,16 @@ def grid_html(title: str, names, nfes, grid) -> str:
             f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
+def text_table(title: str, header: list[str], body: list[list[str]], note: str = "") -> str:
+    """A titled table of plain texts, its first column text and the rest aligned as numbers."""
+    def cells(texts, tag):
+        return "".join(f'<{tag} class="text">{esc(t)}</{tag}>' if i == 0 else f"<{tag}>{esc(t)}</{tag}>"
+                       for i, t in enumerate(texts))
+    rows = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in body)
+    return (f'<h3>{esc(title)}</h3><div class="scroll"><table><thead><tr>{cells(header, "th")}</tr>'
+            f"</thead><tbody>{rows}</tbody></table></div>" + (paragraphs([note], "caption") if note else ""))
+
+
 def pivot_html(board: Board, metric: str = "fid") -> str:
     """FID at each NFE (paired ranks and tie groups when features are stored), then time."""
     content = grid_html(FID_PIVOT_TITLE, *pivot(board.group, metric, board.pairs))

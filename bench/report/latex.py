@@ -216,7 +216,21 @@ def pivot_table(board: Board, hardware: str, metric: str = "fid") -> list[str]:
     return lines
 
 
-def document(suite: str, boards: list[Board], hardware: str, notes: list[str]) -> str:
+def text_table(title: str, header: list[str], body: list[list[str]], note: str = "") -> list[str]:
+    """A titled table of plain texts, its columns after the first split over several tables
+    when they cannot fit one page."""
+    heads, rows = [escape(h) for h in header], [[breakable(r[0])] + [escape(c) for c in r[1:]] for r in body]
+    widths = [text_width_cm([h] + [r[i] for r in rows]) for i, h in enumerate(heads)]
+    lines = []
+    for part in nfe_chunks(widths[0], widths[1:]):
+        columns = [0] + list(range(1, len(heads)))[part]
+        lines += long_table([heads[i] for i in columns], [[r[i] for i in columns] for r in rows], 1,
+                            escape(title), escape(note))
+    return lines
+
+
+def document(suite: str, boards: list[Board], hardware: str, notes: list[str],
+             extra: dict[int, list[tuple]] | None = None) -> str:
     lines = [r"\documentclass{article}", r"\usepackage[T1]{fontenc}",
              r"\usepackage{lmodern}",   # scalable Type 1 fonts, not T1 bitmaps (Type 3)
              r"\usepackage{booktabs}", r"\usepackage{longtable}", r"\usepackage{pdflscape}",
@@ -229,5 +243,7 @@ def document(suite: str, boards: list[Board], hardware: str, notes: list[str]) -
             lines += table(board, hardware)
             if board.group.task == "generate":
                 lines += pivot_table(board, hardware)
+            for title, header, body, note in (extra or {}).get(boards.index(board), []):
+                lines += text_table(title, header, body, note)
     lines.append(r"\end{document}")
     return "\n".join(lines) + "\n"

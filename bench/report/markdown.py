@@ -57,6 +57,14 @@ def grid_table(title: str, names, nfes, grid) -> list[str]:
     return lines + [""]
 
 
+def text_table(title: str, header: list[str], body: list[list[str]], note: str = "") -> list[str]:
+    """A titled table of plain texts (every cell escaped)."""
+    lines = [f"{escape(title)}:", "", "| " + " | ".join(escape(h) for h in header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in body]
+    return lines + ([""] + [escape(note)] if note else []) + [""]
+
+
 def pivot_table(board: Board, metric: str = "fid") -> list[str]:
     """FID at each NFE (with paired ranks and the tie groups when features are stored), then
     time per image at each NFE."""

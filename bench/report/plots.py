@@ -212,6 +212,28 @@ def fid_vs_time(rows: list[dict], stem: Path) -> list[str]:
     return save(fig, stem)
 
 
+def training_curves(series: dict, stem: Path) -> list[str]:
+    """FID with its 95 % band at each training snapshot, against training seconds (top) and
+    steps (bottom), one line per model and sampler (`bench.report.curves.training_series`)."""
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7.0), dpi=120)
+    for ax, (field, label) in zip(axes, (("seconds", "training wall-clock (s)"), ("step", "training steps"))):
+        for number, (name, points) in enumerate(series.items()):
+            style = line_style(number)
+            x = [getattr(p, field) for p in points]
+            ax.plot(x, [p.fid for p in points], label=name, markersize=4, **style)
+            ax.fill_between(x, [p.low for p in points], [p.high for p in points],
+                            color=style["color"], alpha=0.15, linewidth=0)
+        _finish(fig, ax, bool(series), [getattr(p, field) for s in series.values() for p in s],
+                label, "FID ↓", legend=False)
+        if series:
+            ax.set_yscale("log")
+            plain_log_ticks(ax.yaxis)
+    axes[0].set_title("FID along training (EMA snapshots; bands: 95 % interval from the seed blocks)",
+                      fontsize=9)
+    _legend_below(fig, axes[1])
+    return save(fig, stem)
+
+
 def fidelity_tradeoff(rows: list[dict], stem: Path) -> list[str]:
     """PSNR and SSIM against FID; a swept method is one line per step count, its points labelled
     with the swept value; other methods one line, points labelled with steps."""

@@ -19,7 +19,8 @@ from bench.config import CellSpec, SuiteConfig, load_suite
 from bench.data.datasets import ImageDataset, load_dataset
 from bench.data.quantize import NonFiniteSamples, to_uint8
 from bench.models.classifier import LoadedClassifier, load_classifier
-from bench.models.recipes import LoadedModel, ensure_trained, load_suite_external, suite_recipes
+from bench.models.recipes import (LoadedModel, ensure_snapshots, ensure_trained, load_suite_external,
+                                  suite_recipes)
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
 from bench.quality.metrics import (PIXEL_METRICS, check_metrics_available, load_extractor,
@@ -28,6 +29,8 @@ from bench.quality.scoring import (BatchScores, CellScorer, Reference, file_refe
                                    metric_records, split_reference)
 from bench.quality.stored_features import save_cell_features, save_reference
 from bench.rows import new_row
+from bench.run.cascade import (Stage, StagedCount, cascade_record, declared_nfe, lowres_shape,
+                               stage_flops, stage_identity, stage_of, superresolve)
 from bench.run.cost import (CompileGuard, CountingDenoiser, CountingGradient, PeakMemory, Stopwatch,
                             TimingSummary, median_forward_seconds)
 from bench.run.distributed import (broadcast_from_main, gather_on_main, is_main, main_first, rank,
@@ -57,6 +60,7 @@ class SuiteContext:
     models: dict[str, LoadedModel]
     provenance: dict
     classifier: LoadedClassifier | None = None   # for classifier-guided cells
+    snapshots: dict = dataclasses.field(default_factory=dict)   # (kind, train step) -> LoadedModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,14 +97,19 @@ def model_identity(model: LoadedModel) -> dict:
             "checkpoint_sha256": model.checkpoint_sha256}
 
 
-def load_models(config: SuiteConfig, device: torch.device) -> dict[str, LoadedModel]:
-    models = load_suite_external(config, str(device))
+def load_models(config: SuiteConfig, device: torch.device) -> tuple[dict[str, LoadedModel], dict]:
+    """Model kind -> model, and (kind, train step) -> snapshot for the train-curve cells."""
+    models, snapshots = load_suite_external(config, str(device)), {}
     for kind, recipe in suite_recipes(config).items():
+        steps = tuple(sorted({c.train_step for c in config.cells if c.train_step and c.model_kind == kind}))
+        if steps:   # first: the training that keeps the snapshots also leaves the final model
+            snapshots.update({(kind, step): model for step, model in
+                              ensure_snapshots(recipe, steps, str(device)).items()})
         models[kind] = ensure_trained(recipe, str(device))
     if config.compile:   # compiled lazily: the first (warm-up, untimed) batch builds the graph
-        models = {kind: dataclasses.replace(m, denoiser=torch.compile(m.denoiser))
-                  for kind, m in models.items()}
-    return models
+        models, snapshots = ({key: dataclasses.replace(m, denoiser=torch.compile(m.denoiser))
+                              for key, m in loaded.items()} for loaded in (models, snapshots))
+    return models, snapshots
 
 
 def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE) -> SuiteContext:
@@ -119,7 +128,7 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
         tasks = {task.key: task for task in (task_of(METHODS.get(c.method), c) for c in config.cells)}
         for key, task in sorted(tasks.items()):
             references[key], protocols[key] = task_protocol(config, extractor, task)
-        models = load_models(config, device)
+        models, snapshots = load_models(config, device)
         guided = any(METHODS.get(c.method).classifier for c in config.cells)
         classifier = load_classifier(config.dataset, str(device)) if guided else None
     if is_main():
@@ -127,7 +136,7 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
         stored = {key: store_reference(config, extractor, tasks[key], references[key], protocols[key],
                                        store.directory) for key in references}
     return SuiteContext(config, store, device, extractor, references, protocols, stored, models,
-                        provenance(device), classifier)
+                        provenance(device), classifier, snapshots)
 
 
 def store_reference(config, extractor, task: Task, reference: Reference, protocol: dict,
@@ -164,8 +173,11 @@ def task_protocol(config: SuiteConfig, extractor, task: Task) -> tuple[Reference
 
 
 def model_of(ctx: SuiteContext, cell: CellSpec) -> LoadedModel | None:
+    """The cell's model: its kind's, or for a train-curve cell that model's snapshot."""
     kind = cell.model_kind
-    return None if kind is None else ctx.models[kind]
+    if kind is None:
+        return None
+    return ctx.snapshots[kind, cell.train_step] if cell.train_step else ctx.models[kind]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,12 +192,19 @@ class CellRun:
     model: LoadedModel | None
     task: Task
     dataset: ImageDataset
+    superres: Stage | None = None    # a cascade's second stage
 
     @classmethod
     def of(cls, ctx: SuiteContext, cell: CellSpec) -> "CellRun":
         method = METHODS.get(cell.method)
         return cls(ctx, cell, method, method.resolve_hparams(dict(cell.hparams)), model_of(ctx, cell),
-                   task_of(method, cell), load_dataset(ctx.config.dataset))
+                   task_of(method, cell), load_dataset(ctx.config.dataset), stage_of(cell, ctx.models))
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """What the (first stage's) sampler makes: the dataset's shape, or a cascade's low resolution."""
+        shape = self.dataset.shape
+        return lowres_shape(shape, self.config.superres_scale) if self.superres else shape
 
     @property
     def config(self) -> SuiteConfig:
@@ -202,6 +221,8 @@ class CellRun:
         identity = {"method": method.name, "version": method.version, "steps": self.cell.steps,
                     "hparams": self.hparams, "checkpoint_sha256": model and model.checkpoint_sha256,
                     **({"model_key": model.meta["cache_key"]} if model and not model.recipe else {}),
+                    **({"train_step": self.cell.train_step} if self.cell.train_step else {}),
+                    **({"superres": stage_identity(self.superres)} if self.superres else {}),
                     **({"classifier_sha256": self.ctx.classifier.sha256} if method.classifier else {}),
                     "dataset_hash": self.dataset.content_hash,
                     "n_samples": config.n_samples, "seed": config.seed,
@@ -232,7 +253,9 @@ def stored_cell_key(row: dict, fingerprint: str) -> str:
                 "dataset_hash": row["dataset_hash"], "n_samples": row["n_samples"],
                 "seed": row["seed"], "batch_size": row["batch_size"],
                 "device": row["provenance"]["device"], "protocol": fingerprint,
-                **({"classifier_sha256": row["classifier"]["sha256"]} if row.get("classifier") else {})}
+                **({"classifier_sha256": row["classifier"]["sha256"]} if row.get("classifier") else {}),
+                **({"train_step": row["training"]["step"]} if row.get("training") else {}),
+                **({"superres": row["cascade"]["superres"]} if row.get("cascade") else {})}
     forms = [identity] + ([{**identity, "model_key": model["cache_key"]}] if model else [])
     old = [form for form in forms
            if identity_key({**form, "protocol": row["protocol_fingerprint"]}) == row["cell_key"]]
@@ -346,7 +369,17 @@ def base_row(run: CellRun, key: str) -> dict:
                     "checkpoint_sha256": checkpoint, "extractor": ctx.extractor.name,
                     "extractor_weights_sha256": ctx.extractor.weights_sha256,
                     "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
-        compiled=config.compile, created_at=utc_now(), task=run.task.name)
+        compiled=config.compile, created_at=utc_now(), task=run.task.name,
+        training=training_record(model) if run.cell.train_step else None,
+        cascade={"superres": stage_identity(run.superres)} if run.superres else None)
+
+
+def training_record(model: LoadedModel) -> dict:
+    """How far a snapshot's training had come (from its sidecar)."""
+    meta = model.meta
+    return {"step": meta["step"], "budget_steps": meta["budget"]["steps"],
+            "images_seen": meta["images_seen"], "seconds": meta["train_seconds"],
+            "precision": meta.get("precision"), "batch_size": meta["budget"]["batch_size"]}
 
 
 def class_labels(model: LoadedModel | None, indices) -> torch.Tensor | None:
@@ -393,12 +426,16 @@ def generate(run: CellRun, indices, inputs: TaskInputs | None, wrap=lambda d: d,
     if method.classifier:
         counter.gradient = CountingGradient(functools.partial(log_prob_gradient, ctx.classifier.module))
     rng = PerSampleRNG(run.config.seed, indices, ctx.device)
-    latents = rng.randn(run.dataset.shape)
+    latents = rng.randn(run.sample_shape)
     cond = conditioning(run, indices, inputs, counter.gradient)
     with CompileGuard() if timed else contextlib.nullcontext(), Stopwatch(ctx.device) as watch:
         x = method.sample(counter, latents, run.cell.steps, rng=rng, cond=cond,
                           start=starting_point(run, inputs), **run.hparams)
-    return x, watch.seconds, counter
+    if run.superres is None:
+        return x, watch.seconds, counter
+    x, seconds, second = superresolve(run.superres, x, run.config.superres_scale, rng, ctx.device,
+                                      wrap, timed)
+    return x, watch.seconds + seconds, StagedCount([counter, second], [watch.seconds, seconds])
 
 
 def starting_point(run: CellRun, inputs: TaskInputs | None) -> tuple[torch.Tensor, float] | None:
@@ -474,6 +511,8 @@ class BatchOutcome:
     guidance_seconds: float | None = None       # spent in them (CPU)
     error: str | None = None
     nonfinite: bool = False
+    stage_nfe: list[float] | None = None       # a cascade's NFE per sample, per stage
+    stage_seconds: list[float] | None = None   # and its seconds for the batch, per stage
 
 
 def run_batch(run: CellRun, scorer, number: int, local_number: int):
@@ -494,12 +533,14 @@ def run_batch(run: CellRun, scorer, number: int, local_number: int):
     except Exception as err:  # reported in the row; the suite goes on
         log.debug("batch %d failed:\n%s", number, traceback.format_exc())
         return BatchOutcome(number, error=error_message(err)), None
-    gradient = counter.gradient
+    gradient, staged = counter.gradient, isinstance(counter, StagedCount)
     return BatchOutcome(number, scores, grid_part(run, pixels, indices, inputs), seconds,
                         len(indices), timed, counter.nfe(len(indices)),
                         seconds / counter.seconds_inside if counter.seconds_inside else None,
                         gradient and gradient.evaluations / len(indices),
-                        gradient and gradient.seconds_inside), counter
+                        gradient and gradient.seconds_inside,
+                        stage_nfe=counter.stage_nfe(len(indices)) if staged else None,
+                        stage_seconds=counter.seconds if staged else None), counter
 
 
 PER_LINE = 4     # grids of a task with inputs: input | output | original triplets, four a line
@@ -573,6 +614,8 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
     ctx, config, method, records = run.ctx, run.config, run.method, sampled.records
     nfe = cell_nfe(method, run.cell.steps, records)
     declared = method.planned_nfe(run.cell.steps, run.hparams)
+    if run.superres:
+        declared = declared_nfe(declared, run.superres)
     if declared is not None and nfe != declared:
         raise BatchFailed(f"counted NFE {nfe} differs from the method's declared NFE {declared} "
                           f"for {run.cell.steps} steps: the method's NFE rule or its sampler is wrong")
@@ -586,7 +629,7 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
     in_situ = [r.in_situ for r in records if r.timed]
     peaks = [p for p in sampled.peaks if p is not None]
     return {
-        "overhead": sampled.timed_counter and overhead(
+        "overhead": None if run.superres else sampled.timed_counter and overhead(
             run.model, sampled.timed_counter, timing.median * config.batch_size, in_situ, ctx.device),
         "profile": profile_cell(run) if config.profile else None,
         "nfe": nfe, "nfe_expected": declared,
@@ -596,12 +639,14 @@ def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:
         "world_size": world_size(),
         "memory": {"kind": sampled.memory.kind, "peak_bytes": max(peaks) if peaks else None,
                    "reserved_bytes": sampled.memory.reserved_bytes, "region": "sampling and scoring"},
-        "flops_per_image": flops_per_image(run, nfe),
+        "flops_per_image": flops_per_image(run, records[0].stage_nfe or [nfe]),
         "samples_grid": str(grid.relative_to(ctx.store.directory)),
         "paired": {"features": save_cell_features(ctx.store.directory, key, sampled.features,
                                                        sampled.per_image),
                    "reference": ctx.stored_references[run.task.key]},
         "classifier": guidance_record(ctx, records, timing) if method.classifier else None,
+        **({"cascade": cascade_record(run.cell, run.model, run.superres, records, model_identity)}
+           if run.superres else {}),
     }
 
 
@@ -637,13 +682,14 @@ def cell_nfe(method, steps: int, records) -> float:
     return int(nfe) if float(nfe).is_integer() else nfe
 
 
-def flops_per_image(run: CellRun, nfe: float) -> int:
-    """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE."""
-    from torch.utils.flop_counter import FlopCounterMode
-    if run.model is None or nfe == 0:
-        return 0
-    device = run.ctx.device
-    x = torch.zeros((1, *run.dataset.shape), device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        run.model.denoiser(x, torch.tensor([1.0], device=device), run.task.flops_cond(x))
-    return int(round(counter.get_total_flops() * nfe))
+def flops_per_image(run: CellRun, stage_nfe: list[float]) -> int:
+    """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE,
+    summed over a cascade's stages."""
+    device, scale = run.ctx.device, run.config.superres_scale
+    x = torch.zeros((1, *run.dataset.shape))
+    cond = run.task.flops_cond(x)
+    stages = [(run.model, run.sample_shape, cond and tuple(cond["lowres"].shape[1:]))]
+    if run.superres:
+        stages.append((run.superres.model, run.dataset.shape, run.dataset.shape))
+    return sum(int(round(stage_flops(model, shape, cond_shape, device) * nfe))
+               for (model, shape, cond_shape), nfe in zip(stages, stage_nfe) if model is not None and nfe)

@@ -11,6 +11,8 @@ images:
 - `inpaint`: the image with a hole (`mask`: the centre square of half the side, the right half,
   or seeded random brush strokes); cond["source"] and cond["mask"] (1 = known); PSNR / SSIM of
   the hole against the original, the largest change in the known region (must be 0), FID.
+- `train-curve`: generation from the EMA weights after a chosen training step (the cell's
+  `train_step`), scored as generation; rows carry the training seconds and images seen.
 - `anagram`: generation from noise by a composition of two classes' estimates (an anagram, a
   hybrid image: `methods.composition`); the domain classifier (LeNet) reads each image in both
   of the method's views (view_a_acc, view_b_acc, both_acc), FID scores the sample and, for an
@@ -32,8 +34,6 @@ from methods.base import PerSampleRNG
 from methods.denoising import ddpm_sigma
 from methods.errors import DiffbenchError
 
-TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
-          "inpaint": "Inpainting", "denoise": "Denoising", "anagram": "Anagrams and hybrids"}
 NOISE_SEED = 20200619           # the denoising inputs' noise: per test image, never the cell's seed
 HELDOUT_NOISE_SEED = 20200620   # the held-out pairs' noise, per training image
 HELDOUT_IMAGES = 500
@@ -68,7 +68,7 @@ class Task:
 
     @property
     def has_inputs(self) -> bool:
-        return self.name not in ("generate", "anagram")
+        return self.name not in ("generate", "anagram", "train-curve")
 
     def reference_split(self, config) -> str:
         return "test" if self.name == "superres" else config.reference_split
@@ -189,7 +189,10 @@ def noised(images: torch.Tensor, sigma: float, seed: int, indices) -> torch.Tens
 
 
 def task_of(method, cell) -> Task:
-    """The task a cell runs: its method's, or denoising for a generation method given denoise_t."""
+    """The task a cell runs: its method's, denoising for a generation method given denoise_t, a
+    training curve's point for one given train_step."""
     if cell.denoise_t:
         return Task("denoise", t=cell.denoise_t)
+    if cell.train_step:
+        return Task("train-curve")
     return Task(method.task, (cell.mask or "centre") if method.task == "inpaint" else "")

@@ -128,8 +128,8 @@ class Row(TypedDict):
     paired: NotRequired[dict[str, Any] | None]   # stored features and reference (bench.quality.stored_features)
     classifier: NotRequired[dict[str, Any] | None]   # classifier guidance: the classifier and its cost
     warmup: NotRequired[dict[str, Any] | None]   # a warm-up before sampling (GITS): its cost and result
-    training: NotRequired[Training]          # train-curve rows: the snapshot's training progress
-    cascade: NotRequired[dict[str, Any]]     # cascades: the super-resolution stage, NFE and time per stage
+    training: NotRequired[Training | None]        # train-curve rows: the snapshot's training progress
+    cascade: NotRequired[dict[str, Any] | None]   # cascades: the super-resolution stage, NFE and time per stage
 
 
 def finite_or_none(value: float | None) -> tuple[float | None, str | None]:

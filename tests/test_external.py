@@ -104,7 +104,7 @@ def test_the_scheduler_config_beside_the_unet_sets_the_schedule(write_suite, tmp
     diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                             num_train_timesteps=500).save_pretrained(tmp_path / "pipe" / "scheduler")
     model = load_models(load_suite(str(external_suite(write_suite, "diffusers", tmp_path / "pipe"))),
-                        torch.device("cpu"))["eps"]
+                        torch.device("cpu"))[0]["eps"]
     assert model.denoiser.prediction == "v_prediction" and len(model.denoiser.sigmas) == 500
     expected = discrete_alphas_cumprod("squaredcos_cap_v2", 500)
     torch.testing.assert_close(model.denoiser.sigmas, ((1 - expected) / expected).sqrt().float())
@@ -114,7 +114,7 @@ def test_the_projects_own_unet_through_a_factory_reproduces_the_built_in_fid(wri
     builtin = load_suite(str(write_suite(TINY_SUITE.replace('method = "ddpm"\nsteps = [2, 4]',
                                                             'method = "ddim"\nsteps = [5]'))))
     run_suite(builtin, tmp_path / "builtin")
-    trained = load_models(builtin, torch.device("cpu"))["eps"]
+    trained = load_models(builtin, torch.device("cpu"))[0]["eps"]
     (tmp_path / "factory.py").write_text(textwrap.dedent(FACTORY))
     network = {k: v for k, v in trained.meta["network"].items() if k != "channel_mult"}
     extra = (f'factory = "{tmp_path / "factory.py"}:make_network"\nparameterization = "eps"\n'

@@ -170,6 +170,7 @@ def test_the_report_plots_the_curve_and_gives_time_to_fid(curve_results, tmp_pat
     text = (out / "leaderboard.md").read_text()
     assert "FID \\[95 % interval\\] at each training snapshot" in text
     assert "Time to FID" in text and "edm: edm-heun 3 steps, NFE 5" in text
+    assert "step 5)" in text and "step 20)" in text     # the table's model column names the snapshot
     assert (out / "fid_vs_training.png").is_file()
     assert "Training convergence" in (out / "index.html").read_text()
 

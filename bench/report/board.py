@@ -231,7 +231,8 @@ def model_text(row: Row) -> str:
     if not model:
         return "none"
     size = f"{row['num_parameters'] / 1e6:.2g} M, " if row["num_parameters"] else ""
-    return f"{model['recipe']} ({size}{model['checkpoint_sha256'][:8]})"
+    step = f", step {row['training']['step']}" if row.get("training") else ""   # a training curve's snapshot
+    return f"{model['recipe']} ({size}{model['checkpoint_sha256'][:8]}{step})"
 
 
 def hparams_text(row: Row) -> str:

@@ -346,15 +346,7 @@ def _validate(config: SuiteConfig, where: str) -> None:
             named(RECIPES, spec.recipe, "model recipe")
     for cell in config.cells:
         method = named(METHODS, cell.method, "method")
-        try:
-            method.check_steps(cell.steps)
-            method.resolve_hparams(dict(cell.hparams))
-        except (KeyError, TypeError, ValueError, DiffbenchError) as err:
-            raise DiffbenchError(f"{where}: {err.args[0]}") from None
-        missing = method.missing_requirements()
-        if missing:
-            raise DiffbenchError(f"{where}: method {cell.method!r} needs {', '.join(missing)}, which "
-                                 "is not installed: see the README's set-up for the optional libraries")
+        _check_method_settings(method, cell, where)
         if cell.mask and method.task != "inpaint":
             raise DiffbenchError(f"{where}: method {cell.method!r} (task {method.task!r}) takes no "
                                  "mask: drop it (only inpainting methods do)")
@@ -368,7 +360,7 @@ def _validate(config: SuiteConfig, where: str) -> None:
         if method.model is None and cell.model:
             raise DiffbenchError(f"{where}: method {cell.method!r} uses no network: drop its 'model'")
         kind = cell.model_kind
-        _check_train_curve(config, cell, method, where)
+        _check_train_curve(config, cell, method, where, named)
         _check_cascade(config, cell, method, where, named)
         if kind is None or config.model_spec(kind).source:
             continue   # an external model is checked with a forward pass (_validate_models)
@@ -395,12 +387,28 @@ def _check_classes(cell: CellSpec, method, classes: int, where: str) -> None:
                                  f"class of its model ({classes} classes): pick one below {classes}")
 
 
+def _check_method_settings(method, cell: CellSpec, where: str) -> None:
+    """A cell's (or a cascade stage's) steps and hyper-parameters within the method's ranges,
+    and the optional libraries it needs installed."""
+    try:
+        method.check_steps(cell.steps)
+        method.resolve_hparams(dict(cell.hparams))
+    except (KeyError, TypeError, ValueError, DiffbenchError) as err:
+        raise DiffbenchError(f"{where}: {err.args[0]}") from None
+    missing = method.missing_requirements()
+    if missing:
+        raise DiffbenchError(f"{where}: method {cell.method!r} needs {', '.join(missing)}, which "
+                             "is not installed: see the README's set-up for the optional libraries")
+
+
 def _check_cascade(config: SuiteConfig, cell: CellSpec, method, where: str, named) -> None:
     """A cascade chains a generation method on a low-resolution model (`lowres = true`) with a
     super-resolution method at the suite's superres_scale; a low-resolution model serves only as
     a cascade's first stage (its samples are not the suite's image size)."""
-    kind, recipes = cell.model_kind, suite_recipes(config)
-    lowres = kind in recipes and recipes[kind].lowres_scale
+    kind = cell.model_kind
+    spec = None if kind is None else config.model_spec(kind)
+    lowres = (spec is not None and not spec.source and dict(spec.overrides).get("lowres") is True
+              and not named(RECIPES, spec.recipe, "model recipe").superres)   # that one is refused with its model
     if cell.superres is None:
         if lowres:
             raise DiffbenchError(f"{where}: [models.{kind}] is trained at low resolution (lowres = "
@@ -413,15 +421,7 @@ def _check_cascade(config: SuiteConfig, cell: CellSpec, method, where: str, name
     if stage.task != "superres":
         raise DiffbenchError(f"{where}: a cascade's superres.method must be a super-resolution "
                              f"method; {cell.superres.method!r} is task {stage.task!r}")
-    try:
-        stage.check_steps(cell.superres.steps)
-        stage.resolve_hparams(dict(cell.superres.hparams))
-    except (KeyError, TypeError, ValueError, DiffbenchError) as err:
-        raise DiffbenchError(f"{where}: {err.args[0]}") from None
-    missing = stage.missing_requirements()
-    if missing:
-        raise DiffbenchError(f"{where}: method {stage.name!r} needs {', '.join(missing)}, which is "
-                             "not installed: see the README's set-up for the optional libraries")
+    _check_method_settings(stage, cell.superres, where)
     if stage.model is None and cell.superres.model:
         raise DiffbenchError(f"{where}: method {stage.name!r} uses no network: drop its 'model'")
     if kind is not None and not config.model_spec(kind).source and not lowres:
@@ -435,7 +435,7 @@ def _check_cascade(config: SuiteConfig, cell: CellSpec, method, where: str, name
                                  f"{recipe.name!r}: pick a superres recipe for [models.{second}]")
 
 
-def _check_train_curve(config: SuiteConfig, cell: CellSpec, method, where: str) -> None:
+def _check_train_curve(config: SuiteConfig, cell: CellSpec, method, where: str, named) -> None:
     """A train-curve cell generates from a snapshot its recipe's training can keep: a generation
     method on a recipe (not an external model), a step within the recipe's budget."""
     if not cell.train_step:
@@ -448,9 +448,9 @@ def _check_train_curve(config: SuiteConfig, cell: CellSpec, method, where: str) 
         raise DiffbenchError(f"{where}: method {cell.method!r} has no recipe to train "
                              f"({'no network' if kind is None else 'an external model'}): "
                              "train_step needs a [models.X] recipe")
-    recipes = suite_recipes(config)
-    budget = recipes[kind].budget.steps
-    if cell.train_step > budget:
+    spec = config.model_spec(kind)
+    budget = dict(spec.overrides).get("steps", named(RECIPES, spec.recipe, "model recipe").budget.steps)
+    if type(budget) is int and cell.train_step > budget:   # a mistyped steps is refused with the model
         raise DiffbenchError(f"{where}: train_step {cell.train_step} is past the {budget} training "
                              f"steps of [models.{kind}]: pick steps up to {budget} or raise its steps")
 

@@ -685,10 +685,9 @@ def cell_nfe(method, steps: int, records) -> float:
 def flops_per_image(run: CellRun, stage_nfe: list[float]) -> int:
     """FLOPs of one denoiser evaluation on one image (torch's flop counter) times measured NFE,
     summed over a cascade's stages."""
-    device, scale = run.ctx.device, run.config.superres_scale
-    x = torch.zeros((1, *run.dataset.shape))
-    cond = run.task.flops_cond(x)
-    stages = [(run.model, run.sample_shape, cond and tuple(cond["lowres"].shape[1:]))]
+    device = run.ctx.device
+    conditioned = run.dataset.shape if run.task.name == "superres" else None   # on the upsampled LR
+    stages = [(run.model, run.sample_shape, conditioned)]
     if run.superres:
         stages.append((run.superres.model, run.dataset.shape, run.dataset.shape))
     return sum(int(round(stage_flops(model, shape, cond_shape, device) * nfe))

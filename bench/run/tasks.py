@@ -178,10 +178,6 @@ class Task:
         scale = inputs.original.shape[-1] // inputs.given.shape[-1]
         return to_uint8(inputs.given).repeat_interleave(scale, -2).repeat_interleave(scale, -1)
 
-    def flops_cond(self, x: torch.Tensor) -> dict | None:
-        """A condition of the right shape for counting one evaluation's FLOPs."""
-        return {"lowres": torch.zeros_like(x)} if self.name == "superres" else None
-
 
 def noised(images: torch.Tensor, sigma: float, seed: int, indices) -> torch.Tensor:
     """images + sigma n, image i's noise drawn from its own generator (seed, i)."""

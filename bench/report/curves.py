@@ -3,7 +3,7 @@
 
 A series is one model (recipe) sampled by one sampler (method, steps, hyper-parameters) at every
 snapshot. Its interval is FID +- t(0.975, blocks - 1) x the stored seed-block standard error: the
-blocks are few (n_samples / batch_size), so the normal quantile would be too narrow.
+blocks are few (three at 400 samples), so the normal quantile would be too narrow.
 Time-to-FID: for a target FID, the first snapshot whose interval reaches it (its lower end at
 or below the target); the targets are the series' final FIDs, so each row says how long every
 model took to reach every other model's final quality.

@@ -4,6 +4,7 @@ Exit codes: 0 success, 1 a cell failed, 2 bad usage, bad config or bad input.
 """
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ EPILOG = """examples:
   diffbench report quick              re-render reports/quick/ from stored rows
   diffbench report quick --against results/published/quick   changes against a baseline
   diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
-  diffbench compare base.json now.json   speed regression check (exit 1 on a regression)
+  diffbench compare results-main/quick results/quick   gate speed, FID and outputs (exit 1 on a regression)
   diffbench score my-samples/ --ref mnist5k --append quick   score samples made elsewhere
 """
 
@@ -63,18 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dirs(report)
 
     compare = commands.add_parser(
-        "compare", help="speed regression check between two timing sets (exit 1 on a regression)",
-        epilog="example: pytest tests/benchmarks --benchmark-enable --benchmark-json=now.json "
-               "--benchmark-save-data && diffbench compare baseline.json now.json")
-    compare.add_argument("baseline", help="pytest-benchmark JSON (with --benchmark-save-data), "
-                                          "a rows.jsonl or a results directory")
+        "compare", help="gate a run against a baseline: speed, quality and outputs per cell "
+                        "(exit 1 on a regression)",
+        epilog="examples:\n  diffbench compare results-main/mnist results/mnist --summary gate.md\n"
+               "  pytest tests/benchmarks --benchmark-enable --benchmark-json=now.json "
+               "--benchmark-save-data && diffbench compare baseline.json now.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("baseline", help="a results folder (results/<suite>), a rows.jsonl, or a "
+                                          "pytest-benchmark JSON (with --benchmark-save-data)")
     compare.add_argument("current", help="the same kind of file, measured now")
     compare.add_argument("--min-effect", type=float, default=0.05,
                          help="smallest slowdown called a regression, as a fraction (default 0.05)")
     compare.add_argument("--alpha", type=float, default=0.01,
                          help="significance level of the Mann-Whitney U test (default 0.01)")
+    compare.add_argument("--fid-window", metavar="LO,HI", type=parse_window,
+                         help="accept FID only inside [LO, HI] (overrides the suite's [gate] fid)")
+    compare.add_argument("--output-tolerance", metavar="LEVELS", type=int, default=0,
+                         help="largest difference of an audit sample's pixel, in uint8 levels, "
+                              "still accepted (default 0: bit-identical; raise it for another device)")
     compare.add_argument("--allow-different-machines", action="store_true",
-                         help="compare timings taken on different machines")
+                         help="compare results from different machines")
+    compare.add_argument("--summary", metavar="FILE", type=Path,
+                         help="also write a Markdown summary (for a CI job page)")
 
     score = commands.add_parser(
         "score", help="score samples made elsewhere (a folder of PNG/JPEG or an .npz)",
@@ -120,6 +131,17 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= I < N (shards are numbered from 0)")
     return index, count
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """"LO,HI" with finite 0 <= LO < HI."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LO,HI (e.g. 23.01,23.95)") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+        raise argparse.ArgumentTypeError(f"{text!r}: need finite 0 <= LO < HI")
+    return low, high
 
 
 def _add_dirs(parser):
@@ -245,14 +267,22 @@ def cmd_merge(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench.speed_regression import compare_speed, format_verdicts, load_timings
-    verdicts = compare_speed(load_timings(args.baseline), load_timings(args.current),
-                             args.min_effect, args.alpha, args.allow_different_machines)
-    print("\n".join(format_verdicts(verdicts)))
-    regressions = [v for v in verdicts if v.verdict == "regression"]
-    print(f"{len(regressions)} regression(s) in {len(verdicts)} benchmark(s) (slower by more than "
-          f"{args.min_effect:.0%} and Mann-Whitney p < {args.alpha:g})")
-    return 1 if regressions else 0
+    from bench.paths import atomic_write
+    from bench.report.gate import GateOptions, compare, summary_markdown, verdict_lines
+    if not 0 <= args.output_tolerance <= 255:
+        raise DiffbenchError(f"--output-tolerance must be 0..255 uint8 levels, got {args.output_tolerance}")
+    if not (0 < args.alpha < 1 and 0 <= args.min_effect < 10):
+        raise DiffbenchError("--alpha must be in (0, 1) and --min-effect in [0, 10)")
+    options = GateOptions(args.min_effect, args.alpha, args.fid_window, args.output_tolerance,
+                          args.allow_different_machines)
+    verdicts = compare(args.baseline, args.current, options)
+    print("\n".join(verdict_lines(verdicts)))
+    failed = sum(v.failed for v in verdicts)
+    print(f"{failed} of {len(verdicts)} cell(s) failed the gate" if failed
+          else f"all {len(verdicts)} cell(s) pass the gate")
+    if args.summary:
+        atomic_write(args.summary, summary_markdown(verdicts, options).encode())
+    return 1 if failed else 0
 
 
 COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train, "score": cmd_score,

@@ -44,6 +44,9 @@ class CellSpec:
     denoise_t: int = 0                          # a denoising cell's DDPM timestep (its inputs' noise)
     train_step: int = 0                         # a train-curve cell's snapshot (training steps)
     superres: "CellSpec | None" = None          # a cascade's second stage (x superres_scale)
+    fid_gate: tuple[float, float] | None = dataclasses.field(default=None, compare=False)
+    # ^ the FID window `diffbench compare` accepts (the cell's `gate`, else the suite's [gate]);
+    #   not part of the cell: a changed window judges the same measurement differently
 
     @property
     def label(self) -> str:
@@ -92,18 +95,19 @@ class SuiteConfig:
     plugins: tuple[str, ...] = ()  # modules or .py files (relative to the suite) loaded first
     models: tuple[tuple[str, ModelSpec], ...] = ()
     cells: tuple[CellSpec, ...] = ()
+    fid_gate: tuple[float, float] | None = None   # [gate] fid = [lo, hi]: every cell's FID window
 
     def model_spec(self, kind: str) -> ModelSpec:
         return dict(self.models).get(kind) or ModelSpec(default_recipe_name(kind, self.dataset))
 
 
 SUITE_KEYS = {f.name: f for f in dataclasses.fields(SuiteConfig)
-              if f.name not in ("name", "path", "models", "cells")}
+              if f.name not in ("name", "path", "models", "cells", "fid_gate")}
 SUITE_LIMITS = {"n_samples": (1, 10**7), "min_samples": (0, 10**7), "seed": (0, 2**63 - 1),
                 "batch_size": (1, 65536), "warmup_batches": (0, 1000), "grid_size": (1, 1024),
                 "superres_scale": (1, 64)}
 CELL_KEYS = {"method": str, "steps": list, "hparams": dict, "sweep": dict, "model": str,
-             "mask": list, "denoise_t": list, "train_step": list, "superres": dict}
+             "mask": list, "denoise_t": list, "train_step": list, "superres": dict, "gate": dict}
 STAGE_KEYS = ("method", "steps", "hparams", "model")   # a cascade's super-resolution stage
 
 
@@ -155,10 +159,10 @@ def load_suite_plugins(data: dict, path: Path, extra=()) -> None:
 
 def parse_suite(data: dict, path: Path) -> SuiteConfig:
     where = str(path)
-    unknown = sorted(set(data) - {"suite", "models", "cells"})
+    unknown = sorted(set(data) - {"suite", "models", "cells", "gate"})
     if unknown:
         raise DiffbenchError(f"{where}: unknown top-level key {unknown[0]!r}; "
-                             "valid: suite, models, cells")
+                             "valid: suite, models, cells, gate")
     name = validate_name(path.stem, f"suite name (from file {where})")
     fields = {}
     for key, value in _table(data.get("suite", {}), "[suite]", where).items():
@@ -171,7 +175,8 @@ def parse_suite(data: dict, path: Path) -> SuiteConfig:
                                  inception_weights=_resolve_file(config.inception_weights, path),
                                  reference_stats=_resolve_file(config.reference_stats, path),
                                  models=_parse_models(data.get("models", {}), path),
-                                 cells=_parse_cells(data.get("cells", []), where))
+                                 fid_gate=_parse_gate(data.get("gate", {}), "[gate]", where))
+    config = dataclasses.replace(config, cells=_parse_cells(data.get("cells", []), where, config.fid_gate))
     _validate(config, where)
     return config
 
@@ -240,7 +245,24 @@ def _external_spec(kind: str, spec: dict, path: Path) -> ModelSpec:
     return ModelSpec("", tuple(sorted(spec.items())), str(source))
 
 
-def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
+def _parse_gate(gate, what: str, where: str) -> tuple[float, float] | None:
+    """`gate = { fid = [lo, hi] }`: the FID window (finite, 0 <= lo < hi) a comparison accepts."""
+    gate = _table(gate, what, where)
+    for key in gate:
+        if key != "fid":
+            raise DiffbenchError(f"{where}: unknown key {key!r} in {what}; valid: fid")
+    if "fid" not in gate:
+        return None
+    window = gate["fid"]
+    if not isinstance(window, list) or len(window) != 2:
+        raise DiffbenchError(f"{where}: {what}.fid must be a window [lo, hi], got {window!r}")
+    low, high = (float(validate_number(v, f"{where}: {what}.fid", 0)) for v in window)
+    if not low < high:
+        raise DiffbenchError(f"{where}: {what}.fid must be [lo, hi] with lo < hi, got {window!r}")
+    return low, high
+
+
+def _parse_cells(cells, where, fid_gate=None) -> tuple[CellSpec, ...]:
     if not isinstance(cells, list) or not cells:
         raise DiffbenchError(f"{where}: needs at least one [[cells]] entry")
     expanded = []
@@ -280,12 +302,13 @@ def _parse_cells(cells, where) -> tuple[CellSpec, ...]:
             raise DiffbenchError(f"{where}: {what}.train_step must be a non-empty list of training "
                                  "steps, positive integers")
         stages = _superres_stages(cell["superres"], f"{what}.superres", where) if "superres" in cell else [None]
+        gate = _parse_gate(cell["gate"], f"{what}.gate", where) if "gate" in cell else fid_gate
         for combo in itertools.product(*sweep.values()):
             merged = {**hparams, **dict(zip(sweep, combo))}
             for mask, level, snapshot, stage, steps_value in itertools.product(
                     masks, levels, snapshots, stages, steps):
                 expanded.append(CellSpec(cell["method"], steps_value, tuple(sorted(merged.items())),
-                                         model, mask, level, snapshot, stage))
+                                         model, mask, level, snapshot, stage, gate))
     return tuple(expanded)
 
 

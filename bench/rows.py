@@ -130,6 +130,7 @@ class Row(TypedDict):
     warmup: NotRequired[dict[str, Any] | None]   # a warm-up before sampling (GITS): its cost and result
     training: NotRequired[Training | None]        # train-curve rows: the snapshot's training progress
     cascade: NotRequired[dict[str, Any] | None]   # cascades: the super-resolution stage, NFE and time per stage
+    gate: NotRequired[dict[str, Any] | None]      # what `diffbench compare` accepts: {"fid": [lo, hi]}
 
 
 def finite_or_none(value: float | None) -> tuple[float | None, str | None]:
@@ -165,7 +166,8 @@ def new_row(*, suite: str, cell_key: str, method, steps: int, hparams: dict, lab
             model: ModelRef | None, num_parameters: int, dataset, n_samples: int, seed: int,
             batch_size: int, protocol: dict, protocol_fingerprint: str, provenance: Provenance,
             compiled: bool, created_at: str, task: str | None = None,
-            training: "Training | None" = None, cascade: dict | None = None) -> Row:
+            training: "Training | None" = None, cascade: dict | None = None,
+            gate: dict | None = None) -> Row:
     """A row before measurement: identity, method, model, data and protocol; status "ok" until
     the measurement says otherwise. `task` is the method's unless the cell runs it on another
     (a generation method denoising)."""
@@ -183,6 +185,7 @@ def new_row(*, suite: str, cell_key: str, method, steps: int, hparams: dict, lab
         "provenance": provenance, "created_at": created_at,
         **({"training": training} if training else {}),
         **({"cascade": cascade} if cascade else {}),
+        **({"gate": gate} if gate else {}),
     }
 
 

@@ -1,8 +1,8 @@
 """Speed regression: `diffbench compare BASELINE CURRENT`.
 
-Each side is a set of named timings with their raw rounds, read from a pytest-benchmark JSON
-file (saved with `--benchmark-save-data`, so the rounds are in it) or from diffbench results
-(each cell's timed rounds of time per image). A benchmark is a regression only when both hold:
+Each side is a set of named timings with their raw rounds: a pytest-benchmark JSON file (saved
+with `--benchmark-save-data`, so the rounds are in it), or diffbench results (each cell's timed
+rounds of time per image, read by `bench.report.gate`). A benchmark is a regression only when both hold:
 - the slowdown is large enough to matter: median(current) / median(baseline) > 1 + min_effect;
 - it is unlikely to be noise: a one-sided Mann-Whitney U test on the raw rounds gives p < alpha.
 Results from different machines are refused unless the caller says they may be compared.
@@ -15,8 +15,6 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from bench.rows import Row
-from bench.store import read_rows
 from methods.errors import DiffbenchError
 
 MIN_EFFECT = 0.05
@@ -61,39 +59,12 @@ def load_pytest_benchmark(path: Path, document: dict) -> Timings:
     return Timings(str(path), _pytest_machine(document.get("machine_info") or {}), rounds)
 
 
-def _results_machine(row: Row) -> dict:
-    p = row["provenance"]
-    return {k: p.get(k) for k in ("device", "device_name", "num_threads", "torch", "cuda")}
-
-
-def load_results(path: Path) -> Timings:
-    rows, problems = read_rows(path)
-    if problems:
-        raise DiffbenchError(f"{problems[0]}: repair or drop the damaged row before comparing")
-    rounds, machines = {}, set()
-    for row in rows:
-        timing = row["time_per_image_s"] and row["time_per_image_s"].get("rounds")
-        if row["status"] == "ok" and timing:
-            hparams = json.dumps(row["hparams"], sort_keys=True)
-            name = f"{row['suite']}/{row['label']} {hparams}/steps={row['steps']}"
-            rounds[name] = [float(t) for t in timing]
-            machines.add(json.dumps(_results_machine(row), sort_keys=True))
-    if len(machines) > 1:
-        raise DiffbenchError(f"{path}: rows from {len(machines)} different machines; compare one "
-                             "machine's results at a time")
-    return Timings(str(path), json.loads(machines.pop()) if machines else {}, rounds)
-
-
 def load_timings(path: str | Path) -> Timings:
-    """A pytest-benchmark JSON file, a rows.jsonl, or a results directory holding one."""
+    """A pytest-benchmark JSON file (diffbench results are read by `bench.report.gate`)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / "rows.jsonl"
     if not path.is_file():
         raise DiffbenchError(f"{str(path)!r} does not exist: give a pytest-benchmark JSON file, a "
                              "rows.jsonl or a results directory")
-    if path.suffix == ".jsonl":
-        return load_results(path)
     try:
         document = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as err:
@@ -172,21 +143,3 @@ def compare_speed(baseline: Timings, current: Timings, min_effect: float = MIN_E
         verdicts.append(SpeedVerdict(name, statistics.median(before), statistics.median(now),
                                      ratio, p, verdict, tuple(loaded_warnings(name, before, now))))
     return verdicts
-
-
-def format_verdicts(verdicts: list[SpeedVerdict]) -> list[str]:
-    """A table with every name whole and medians in milliseconds, then the warnings."""
-    def number(value, fmt):
-        return "-" if value is None else fmt.format(value)
-    width = max([len("benchmark")] + [len(v.name) for v in verdicts])
-    lines = [f"{'benchmark':{width}s} {'baseline ms':>12s} {'current ms':>12s} {'ratio':>7s} "
-             f"{'p':>9s}  verdict"]
-    for v in verdicts:
-        lines.append(f"{v.name:{width}s} {number(v.baseline_median and v.baseline_median * 1e3, '{:.4g}'):>12s} "
-                     f"{number(v.current_median and v.current_median * 1e3, '{:.4g}'):>12s} "
-                     f"{number(v.ratio, '{:.3f}'):>7s} {number(v.p_value, '{:.2g}'):>9s}  {v.verdict}")
-    lines += [f"warning: {w}" for v in verdicts for w in v.warnings]
-    if any(v.verdict == "too few rounds" for v in verdicts):
-        lines.append("too few rounds: no ordering of this many rounds can reach the significance "
-                     "level; time more rounds (--benchmark-min-rounds, or more timed batches)")
-    return lines

@@ -9,7 +9,6 @@ from bench.cli import main
 from bench.speed_regression import Timings, compare_speed, judge, load_timings
 from methods import METHODS, OBJECTIVES, PerSampleRNG, UNet, UNetConfig
 from methods.errors import DiffbenchError
-from tests.report_rows import row, store_rows
 
 TRIALS = 2000
 ROUNDS = 20
@@ -61,14 +60,14 @@ def test_rounds_from_a_busy_machine_are_warned_about():
     assert len(verdict.warnings) == 1 and "current rounds spread" in verdict.warnings[0]
 
 
-def test_the_table_shows_whole_names_and_milliseconds():
-    from bench.speed_regression import format_verdicts
+def test_the_gate_shows_whole_names_and_milliseconds(tmp_path):
+    from bench.report.gate import compare
     name = "tests/benchmarks/test_samplers.py::test_sampler_speed[k-diffusion:dpmpp_2m_sde-eps-20]"
-    rng = np.random.default_rng(5)
-    rounds = synthetic_rounds(rng)
-    lines = format_verdicts(compare_speed(Timings("a", {}, {name: rounds}), Timings("b", {}, {name: rounds})))
-    assert "baseline ms" in lines[0] and lines[1].startswith(name)
-    assert 8 < float(lines[1][len(name):].split()[0]) < 12      # 10 ms rounds, shown in ms
+    rounds = synthetic_rounds(np.random.default_rng(5))
+    paths = [benchmark_json(tmp_path / f"{side}.json", {name: rounds}) for side in ("a", "b")]
+    verdict, = compare(*paths)
+    assert verdict.cell == name and " ms " in verdict.speed.detail
+    assert 8 < float(verdict.speed.detail.split()[0]) < 12      # 10 ms rounds, shown in ms
 
 
 @pytest.fixture(scope="module")
@@ -143,17 +142,6 @@ def test_benchmarks_on_one_side_only_are_named_new_or_missing(tmp_path):
     a = load_timings(benchmark_json(tmp_path / "a.json", {"old": [1.0] * 5}))
     b = load_timings(benchmark_json(tmp_path / "b.json", {"new": [1.0] * 5}))
     assert {v.name: v.verdict for v in compare_speed(a, b)} == {"old": "missing", "new": "new"}
-
-
-def test_diffbench_results_are_compared_by_their_timed_rounds(tmp_path):
-    def cell(seconds):
-        r = row("a", "ddim", 10, 5.0, seconds)
-        r["time_per_image_s"]["rounds"] = list(seconds * (1 + 0.01 * np.arange(-4, 5)))
-        return r
-    base = store_rows(tmp_path / "base", "s", cell(0.1))
-    now = store_rows(tmp_path / "now", "s", cell(0.13))
-    verdict, = compare_speed(load_timings(base.directory), load_timings(now.rows_path))
-    assert verdict.verdict == "regression" and verdict.ratio == pytest.approx(1.3)
 
 
 @pytest.mark.parametrize("slowdown, code", [(1.0, 0), (1.3, 1)])

@@ -14,17 +14,15 @@ Verdict rules, written once here and in the report's note:
   it; rows without rounds fall back to: beyond both 5 % of the baseline and the two runs'
   combined spread of timed rounds, sqrt(IQR_A^2 + IQR_B^2).
 """
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.quality.paired import DECISION, bootstrap_fids, difference, sign_flip_p_value
-from bench.quality.stored_features import load_cell_features, load_reference
+from bench.quality.paired import DECISION
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
+from bench.report.gate import cell_identity, paired_fid_difference
 from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
 from bench.speed_regression import judge
-from methods.errors import DiffbenchError
 
 TIME_MIN_EFFECT = 0.05
 Z = 2.0
@@ -42,12 +40,6 @@ class Delta:
     @property
     def change(self) -> float | None:
         return None if self.baseline is None or self.current is None else self.current - self.baseline
-
-
-def cell_identity(row: Row) -> str:
-    """What makes two rows the same experiment, whatever code, machine or checkpoint ran it."""
-    return json.dumps([row["task"], row["method"], row["hparams"], row["steps"], row["dataset"],
-                       row["n_samples"], row["seed"]], sort_keys=True)
 
 
 def cell_name(row: Row) -> str:
@@ -99,27 +91,15 @@ def compare_time(current: Row, baseline: Row) -> Delta | None:
 
 def paired_fid(current: Row, baseline: Row, current_dir: Path | None,
                baseline_dir: Path | None) -> Delta | None:
-    """FID's change from the two rows' stored features, when both hold them and drew the same
-    seeds against the same reference: the paired bootstrap interval of the difference and the
-    paired permutation test's verdict."""
-    if current_dir is None or baseline_dir is None or not (current["paired"] and baseline["paired"]):
+    """FID's change from the two rows' stored features (`bench.report.gate`): the paired
+    bootstrap interval of the difference and the paired permutation test's verdict."""
+    found = paired_fid_difference(current, baseline, current_dir, baseline_dir)
+    if found is None:
         return None
-    if (current["protocol_fingerprint"] != baseline["protocol_fingerprint"]
-            or current["seed_range"] != baseline["seed_range"]):
-        return None
-    try:
-        reference = load_reference(current_dir, current["paired"]["reference"])
-        features = [load_cell_features(current_dir, current["paired"]["features"]),
-                    load_cell_features(baseline_dir, baseline["paired"]["features"])]
-    except DiffbenchError:
-        return None
-    now, before = metric_value(current, "fid"), metric_value(baseline, "fid")
-    resampled = bootstrap_fids(features, reference)
-    found = difference(now, before, resampled[0], resampled[1],
-                       lambda: sign_flip_p_value(features[0], features[1], reference))
     verdict = "no change" if found.tied else "better" if found.value < 0 else "worse"
-    return Delta(cell_name(current), "FID (paired)", before, now,
-                 max(found.high - found.value, found.value - found.low), verdict)
+    return Delta(cell_name(current), "FID (paired)", metric_value(baseline, "fid"),
+                 metric_value(current, "fid"), max(found.high - found.value, found.value - found.low),
+                 verdict)
 
 
 def compare_rows(current: list[Row], baseline: list[Row], current_dir: Path | None = None,

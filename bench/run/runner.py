@@ -371,7 +371,8 @@ def base_row(run: CellRun, key: str) -> dict:
                     "extractor_test_accuracy": ctx.extractor.info.get("test_accuracy")},
         compiled=config.compile, created_at=utc_now(), task=run.task.name,
         training=training_record(model) if run.cell.train_step else None,
-        cascade={"superres": stage_identity(run.superres)} if run.superres else None)
+        cascade={"superres": stage_identity(run.superres)} if run.superres else None,
+        gate={"fid": list(run.cell.fid_gate)} if run.cell.fid_gate else None)
 
 
 def training_record(model: LoadedModel) -> dict:

@@ -19,6 +19,7 @@ EPILOG = """examples:
   diffbench report quick --against results/published/quick   changes against a baseline
   diffbench train eps --dataset mnist5k   train (or resume) a model recipe into the cache
   diffbench compare results-main/quick results/quick   gate speed, FID and outputs (exit 1 on a regression)
+  diffbench audit quick --results-dir results/published   re-run 3 stored cells, check they reproduce
   diffbench score my-samples/ --ref mnist5k --append quick   score samples made elsewhere
 """
 
@@ -86,6 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
                          help="compare results from different machines")
     compare.add_argument("--summary", metavar="FILE", type=Path,
                          help="also write a Markdown summary (for a CI job page)")
+
+    audit = commands.add_parser(
+        "audit", help="re-run a seeded random subset of a suite's stored cells and check that each "
+                      "reproduces its row (exit 1 on a mismatch)",
+        epilog="example: diffbench audit quick --results-dir results/published --cells 3")
+    audit.add_argument("suite", help="a suite name from suites/ or a path to a .toml file")
+    audit.add_argument("--results-dir", type=Path, default=Path("results"),
+                       help="where results/<suite>/ lives (default: ./results)")
+    audit.add_argument("--cells", type=int, default=3, help="how many stored cells to re-run (default 3)")
+    audit.add_argument("--seed", type=int, default=0, help="which cells are drawn (default 0)")
+    audit.add_argument("--fid-tolerance", type=float, default=0.01,
+                       help="relative FID difference accepted on another machine kind (default 0.01); "
+                            "the same kind must give the same FID")
+    audit.add_argument("--time-band", type=float, default=0.5,
+                       help="time per image accepted within stored x (1 + B) and stored / (1 + B), "
+                            "on the same machine kind (default 0.5)")
+    audit.add_argument("--output-tolerance", metavar="LEVELS", type=int, default=1,
+                       help="uint8 levels an audit sample's pixel may differ by on another machine "
+                            "kind (default 1: a rounding boundary; the same kind must be identical)")
+    _add_plugin(audit)
 
     score = commands.add_parser(
         "score", help="score samples made elsewhere (a folder of PNG/JPEG or an .npz)",
@@ -285,8 +306,23 @@ def cmd_compare(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_audit(args) -> int:
+    from bench.audit import AuditOptions, audit
+    from bench.report.gate import verdict_lines
+    verdicts = audit(args.suite, args.results_dir,
+                     AuditOptions(args.cells, args.seed, args.fid_tolerance, args.time_band,
+                                  args.output_tolerance), plugins=args.plugin)
+    print("\n".join(verdict_lines(verdicts)))
+    kinds = sorted({v.machine for v in verdicts})
+    print(f"machine against the stored rows: {'; '.join(kinds)}")
+    failed = sum(v.failed for v in verdicts)
+    print(f"{failed} of {len(verdicts)} audited cell(s) did not reproduce" if failed
+          else f"all {len(verdicts)} audited cell(s) reproduce their stored rows")
+    return 1 if failed else 0
+
+
 COMMANDS = {"run": cmd_run, "ls": cmd_ls, "report": cmd_report, "train": cmd_train, "score": cmd_score,
-            "compare": cmd_compare, "merge": cmd_merge}
+            "compare": cmd_compare, "merge": cmd_merge, "audit": cmd_audit}
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ METHODS_DIR = ROOT / "methods"
 ROOMS = [  # lowest first: a module may import its own room and the rooms before it
     {"bench.paths", "bench.rows", "bench.store", "bench.merge", "bench.speed_regression"},
     {"bench.data"}, {"bench.models"}, {"bench.quality"}, {"bench.plugins", "bench.config"},
-    {"bench.run"}, {"bench.report"}, {"bench.cli", "bench.__main__", "bench"}]
+    {"bench.run"}, {"bench.report"}, {"bench.audit"}, {"bench.cli", "bench.__main__", "bench"}]
 # A safetensors model's factory file is loaded as a plugin (so it may register what it defines),
 # at call time: the one edge from a room to one above it.
 UPWARD_ALLOWED = {("bench.models.external", "bench.plugins")}

@@ -232,7 +232,13 @@ def model_text(row: Row) -> str:
         return "none"
     size = f"{row['num_parameters'] / 1e6:.2g} M, " if row["num_parameters"] else ""
     step = f", step {row['training']['step']}" if row.get("training") else ""   # a training curve's snapshot
-    return f"{model['recipe']} ({size}{model['checkpoint_sha256'][:8]}{step})"
+    text = f"{model['recipe']} ({size}{model['checkpoint_sha256'][:8]}{step})"
+    stages = row["cascade"] and row["cascade"].get("stages")
+    if not stages:
+        return text
+    second = stages[1]["model"]     # a cascade: the low-resolution model, then the super-resolution one
+    return f"{model['recipe']} low-res ({size}{model['checkpoint_sha256'][:8]}) -> " + (
+        f"{second['recipe']} ({second['checkpoint_sha256'][:8]})" if second else stages[1]["method"])
 
 
 def hparams_text(row: Row) -> str:

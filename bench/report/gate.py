@@ -53,10 +53,13 @@ class CellVerdict:
     outputs: Check
     status: Check = Check(PASS, "")     # the cell itself: run, failed, missing or new
 
+    def checks(self) -> list[tuple[str, Check]]:
+        return [("cell", self.status), ("speed", self.speed), ("quality", self.quality),
+                ("outputs", self.outputs)]
+
     @property
     def failed(self) -> bool:
-        return FAIL in (self.status.outcome, self.speed.outcome, self.quality.outcome,
-                        self.outputs.outcome)
+        return any(check.outcome == FAIL for _, check in self.checks())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,13 +305,13 @@ def compare(baseline_path, current_path, options: GateOptions = GateOptions()) -
     return gate_rows(baseline, current, dir_b, dir_c, options)
 
 
-def verdict_lines(verdicts: list[CellVerdict]) -> list[str]:
-    """The console table: one line per cell and dimension that was judged."""
+def verdict_lines(verdicts) -> list[str]:
+    """The console table: one line per cell (a gate's or an audit's verdict) and per check
+    that says something."""
     lines = []
     for v in verdicts:
         lines.append(f"{'FAIL' if v.failed else 'pass'}  {clean_text(v.cell)}")
-        for name, check in (("cell", v.status), ("speed", v.speed), ("quality", v.quality),
-                            ("outputs", v.outputs)):
+        for name, check in v.checks():
             if check.detail:
                 lines.append(f"      {name:8s}{check.outcome:5s} {clean_text(check.detail)}")
     return lines

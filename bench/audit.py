@@ -90,7 +90,7 @@ def fid_check(stored: Row, rerun: Row, same_kind: bool, tolerance: float) -> Che
     if now == before:
         return Check(PASS, f"FID {now:.6g} exactly")
     relative = abs(now - before) / max(abs(before), 1e-12)
-    text = f"FID {before:.6g} -> {now:.6g} ({relative:.2%})"
+    text = f"FID {before:.6g} -> {now:.6g} (relative {relative:.2g})"
     if same_kind:
         return Check(FAIL, text + ": the same machine kind must give the same FID")
     return Check(PASS if relative <= tolerance else FAIL, text + f", tolerance {tolerance:.2%}")

@@ -12,7 +12,7 @@ from bench.models.recipes import find_model, suite_recipes
 from bench.paths import published_models_dir
 
 SHIPPED_SUITES = ["quick", "mnist-sr", "mnist", "mnist-top", "overhead", "photos-sr", "zoo",
-                  "mnist-denoise", "mnist-anagrams"]  # every model (and LeNet) ships
+                  "mnist-denoise", "mnist-anagrams", "mnist-cascade"]  # every model (and LeNet) ships
 # Every published leaderboard's rows were made with those weights.
 PUBLISHED_SUITES = sorted(p.parent.name for p in published_models_dir().parent.glob("*/rows.jsonl"))
 SIZE_BUDGET_MB = 45

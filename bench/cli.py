@@ -40,6 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="I/N", type=parse_shard,
                      help="run only shard I of N (0-based: every N-th cell from the I-th) into "
                           "results/<suite>/rows.shard-I-of-N.jsonl; combine with `diffbench merge`")
+    run.add_argument("--executor", choices=["submitit", "local"],
+                     help="run the cells as one job array through submitit: on Slurm (submitit) or "
+                          "in local processes (local); waits, then merges the shards")
+    run.add_argument("--max-parallel", type=int, default=0, metavar="N",
+                     help="with --executor: at most N array tasks (shards of the cells; default one per cell)")
+    run.add_argument("--slurm-partition", default="", help="with --executor submitit: the partition")
+    run.add_argument("--slurm-gpus-per-task", type=int, default=0, help="with --executor submitit")
+    run.add_argument("--slurm-cpus-per-task", type=int, default=0, help="with --executor submitit")
+    run.add_argument("--slurm-time", type=int, default=240, metavar="MINUTES",
+                     help="with --executor: a task's time limit (a task out of time is requeued "
+                          "and resumes; default 240)")
     _add_plugin(run)
     run.add_argument("--inception-weights", metavar="PATH",
                      help="torch-fidelity Inception weights file (.pth or .safetensors) for "
@@ -172,7 +183,40 @@ def _add_dirs(parser):
                         help="where reports/<suite>/ is written (default: ./reports)")
 
 
+def cmd_run_array(args) -> int:
+    """`run --executor`: the suite as one job array (bench.run.executor), then its report."""
+    from bench.config import load_suite
+    from bench.store import ResultStore
+    from bench.report import render_report
+    from bench.run.executor import ClusterOptions, run_on_cluster
+    if args.shard:
+        raise DiffbenchError("--shard and --executor do not combine: the executor makes the shards")
+    for flag, value in (("--max-parallel", args.max_parallel), ("--slurm-gpus-per-task", args.slurm_gpus_per_task),
+                        ("--slurm-cpus-per-task", args.slurm_cpus_per_task)):
+        if value < 0:
+            raise DiffbenchError(f"{flag} must be 0 or more, got {value}")
+    if args.slurm_time < 1:
+        raise DiffbenchError(f"--slurm-time must be at least 1 minute, got {args.slurm_time}")
+    config = load_suite(args.suite, inception_weights=args.inception_weights, plugins=args.plugin)
+    plugins = tuple(str(Path(p).resolve()) if Path(p).is_file() else p for p in args.plugin)
+    options = ClusterOptions(args.executor, args.max_parallel, args.slurm_partition,
+                             args.slurm_gpus_per_task, args.slurm_cpus_per_task, args.slurm_time)
+    merged = run_on_cluster(str(Path(config.path).resolve()), plugins, args.results_dir.resolve(),
+                            len(config.cells), config.name, options,
+                            args.inception_weights and str(Path(args.inception_weights).resolve()))
+    print(f"merged {merged.shards} shard file(s): {merged.appended} row(s) appended; results in "
+          f"{merged.rows_path}")
+    if not args.no_report:
+        out = render_report(config.name, args.results_dir, args.reports_dir)
+        print(f"report: {out / 'index.html'} (also leaderboard.md, tables.tex, figures)")
+    rows = ResultStore(args.results_dir, config.name).read()[0]
+    failed = sum(r["status"] != "ok" for r in {r["cell_key"]: r for r in rows}.values())
+    return 1 if failed else 0
+
+
 def cmd_run(args) -> int:
+    if args.executor:
+        return cmd_run_array(args)
     from bench.config import load_suite
     from bench.paths import ensure_writable
     from bench.report import render_report

@@ -1,0 +1,107 @@
+"""`diffbench run --executor local|submitit`: the suite as one submitit job array (local
+processes here, as a Slurm array on a cluster), then merged into rows equal to a plain run's."""
+import pytest
+
+from bench.cli import main
+from bench.run.executor import ClusterOptions, make_executor
+from bench.store import ResultStore
+from methods.errors import DiffbenchError
+from tests.helpers import TINY_SUITE
+
+submitit = pytest.importorskip("submitit")
+
+
+def measured(row):
+    """What a cell measured, without when, where and how fast."""
+    return (row["cell_key"], row["nfe"], row["metrics"]["fid"]["value"], row["paired"]["features"]["sha256"])
+
+
+@pytest.fixture(scope="module")
+def array_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("array")
+    suite = root / "tiny.toml"
+    suite.write_text(TINY_SUITE)
+    code = main(["run", str(suite), "--executor", "local", "--max-parallel", "2", "--results-dir",
+                 str(root / "array"), "--reports-dir", str(root / "reports")])
+    assert main(["run", str(suite), "--results-dir", str(root / "plain"), "--no-report"]) == 0
+    return root, code
+
+
+def test_a_local_array_run_exits_0_and_renders_its_report(array_run):
+    root, code = array_run
+    assert code == 0 and (root / "reports" / "tiny" / "index.html").is_file()
+
+
+def test_the_array_writes_one_shard_file_per_task_and_merges_them(array_run):
+    root, _ = array_run
+    store = ResultStore(root / "array", "tiny")
+    assert [p.name for p in store.shard_paths()] == ["rows.shard-0-of-2.jsonl", "rows.shard-1-of-2.jsonl"]
+    assert len(store.read()[0]) == 4 and store.unmerged_shard_rows() == 0
+
+
+def test_the_array_gives_the_rows_a_plain_run_gives(array_run):
+    root, _ = array_run
+    array, plain = (sorted(map(measured, ResultStore(root / side, "tiny").read()[0])) for side in ("array", "plain"))
+    assert array == plain
+
+
+def test_a_second_array_run_finds_every_cell_stored(array_run, capsys):
+    root, _ = array_run
+    assert main(["run", str(root / "tiny.toml"), "--executor", "local", "--results-dir",
+                 str(root / "array"), "--no-report"]) == 0
+    assert "0 row(s) appended" in capsys.readouterr().out
+
+
+def test_submitit_without_slurm_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DiffbenchError, match="sbatch is not on this machine's PATH"):
+        make_executor(ClusterOptions("submitit"), tmp_path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shard", "0/2"], "do not combine"), (["--max-parallel", "-1"], "--max-parallel"),
+    (["--slurm-time", "0"], "--slurm-time")])
+def test_bad_array_options_exit_2(write_suite, tmp_path, capsys, argv, message):
+    suite = write_suite()
+    assert main(["run", str(suite), "--executor", "local", "--results-dir", str(tmp_path), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+DIES_ONCE = """
+import os
+from pathlib import Path
+
+from methods.base import register_method
+from methods.ddim import sample_ddim
+from methods.ddpm import respaced_sigmas
+
+MARKER = Path(__file__).with_suffix(".died")
+
+
+def sample_or_die_once(*args, **kwargs):
+    if not MARKER.exists():        # the first attempt's process dies, as on a lost node
+        MARKER.write_text("died")
+        os._exit(3)
+    return sample_ddim(*args, **kwargs)
+
+
+register_method(name="dies-once", family="test", task="generate", model="eps",
+                sampler=sample_or_die_once, schedule=respaced_sigmas, version="1",
+                paper="DDIM whose first process dies")
+"""
+
+
+def test_a_task_whose_process_dies_is_submitted_again_and_completes(tmp_path, caplog):
+    (tmp_path / "dies_once.py").write_text(DIES_ONCE)
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE.replace('description = "tiny test suite"',
+                                        'description = "tiny test suite"\nplugins = ["dies_once.py"]')
+                     .replace('method = "ddim"', 'method = "dies-once"'))
+    with caplog.at_level("INFO", logger="diffbench"):
+        assert main(["run", str(suite), "--executor", "local", "--max-parallel", "1",
+                     "--results-dir", str(tmp_path / "results"), "--no-report"]) == 0
+    assert (tmp_path / "dies_once.died").is_file()
+    assert "array task 0 failed: submitted again (1 of 2)" in caplog.text
+    rows = ResultStore(tmp_path / "results", "tiny").read()[0]
+    assert sorted(r["method"] for r in rows) == ["ddpm", "ddpm", "dies-once", "dies-once"]
+    assert all(r["status"] == "ok" for r in rows)

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", metavar="I/N", type=parse_shard,
                      help="run only shard I of N (0-based: every N-th cell from the I-th) into "
                           "results/<suite>/rows.shard-I-of-N.jsonl; combine with `diffbench merge`")
+    run.add_argument("--split-samples", type=int, default=0, metavar="K",
+                     help="split every cell's seed range into K parts, each sampled on its own and "
+                          "stored (features at full precision), then scored once on their union")
+    run.add_argument("--part", type=int, metavar="J",
+                     help="with --split-samples: run only part J (0-based) of every cell; combine "
+                          "the parts with `diffbench merge`")
     run.add_argument("--executor", choices=["submitit", "local"],
                      help="run the cells as one job array through submitit: on Slurm (submitit) or "
                           "in local processes (local); waits, then merges the shards")
@@ -58,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     merge = commands.add_parser("merge", help="append a suite's shard files to its rows.jsonl",
                                 epilog="example: diffbench merge mnist && diffbench report mnist")
-    merge.add_argument("suite", help="suite name (its shard files are read from the results dir)")
+    merge.add_argument("suite", help="suite name (its shard files are read from the results dir; "
+                                     "split cells' parts also need the suite: a name or .toml path)")
     merge.add_argument("--results-dir", type=Path, default=Path("results"),
                        help="where results/<suite>/ lives (default: ./results)")
+    _add_plugin(merge)
 
     ls = commands.add_parser("ls", help="list registered things",
                              epilog="example: diffbench ls methods")
@@ -214,9 +222,38 @@ def cmd_run_array(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_run_split(args) -> int:
+    """`run --split-samples K [--part J]`: the cells' parts (all K here, one after the other,
+    or part J alone), then, with all K, their rows and the report."""
+    from bench.config import load_suite
+    from bench.report import render_report
+    from bench.run.parts import check_split
+    from bench.run.runner import cell_batches, merge_split_cells, run_suite
+    config = load_suite(args.suite, inception_weights=args.inception_weights, plugins=args.plugin)
+    check_split(args.split_samples, args.part, cell_batches(config), config.warmup_batches)
+    parts = [args.part] if args.part is not None else range(args.split_samples)
+    for index in parts:
+        outcome = run_suite(config, args.results_dir, shard=args.shard, part=(index, args.split_samples))
+        print(f"part {index} of {args.split_samples}: {outcome.rows_written} cell part(s) stored, "
+              f"{outcome.cells_skipped} already there")
+    if args.part is not None:
+        print(f"when every part is stored: diffbench merge {config.name}")
+        return 0
+    merged = merge_split_cells(config, args.results_dir)
+    print(f"rows: {merged.rows_written} merged from their parts; results in {merged.results_path}")
+    if not args.no_report:
+        out = render_report(config.name, args.results_dir, args.reports_dir)
+        print(f"report: {out / 'index.html'} (also leaderboard.md, tables.tex, figures)")
+    return 1 if merged.failed else 0
+
+
 def cmd_run(args) -> int:
+    if args.part is not None and not args.split_samples:
+        raise DiffbenchError("--part needs --split-samples K")
     if args.executor:
         return cmd_run_array(args)
+    if args.split_samples:
+        return cmd_run_split(args)
     from bench.config import load_suite
     from bench.paths import ensure_writable
     from bench.report import render_report
@@ -322,12 +359,23 @@ def cmd_train(args) -> int:
 
 def cmd_merge(args) -> int:
     from bench.merge import merge_shards
-    outcome = merge_shards(args.results_dir, args.suite)
-    print(f"merged {outcome.shards} shard file(s): {outcome.appended} row(s) appended, "
-          f"{outcome.already_merged} already there; results in {outcome.rows_path}")
-    if outcome.repeated_cells:
-        print(f"{outcome.repeated_cells} cell(s) hold more than one completed row (measured "
-              "more than once); reports show the newest of each")
+    from bench.run.parts import PARTS_DIR
+    from bench.store import ResultStore
+    store = ResultStore(args.results_dir, Path(args.suite).stem)
+    split = (store.directory / PARTS_DIR).is_dir()
+    if store.shard_paths() or not split:
+        outcome = merge_shards(args.results_dir, store.directory.name)
+        print(f"merged {outcome.shards} shard file(s): {outcome.appended} row(s) appended, "
+              f"{outcome.already_merged} already there; results in {outcome.rows_path}")
+        if outcome.repeated_cells:
+            print(f"{outcome.repeated_cells} cell(s) hold more than one completed row (measured "
+                  "more than once); reports show the newest of each")
+    if split:   # cells split by seed range: scored once every part is stored (needs the suite)
+        from bench.config import load_suite
+        from bench.run.runner import merge_split_cells
+        merged = merge_split_cells(load_suite(args.suite, plugins=args.plugin), args.results_dir)
+        print(f"split cells: {merged.rows_written} row(s) merged from their parts, "
+              f"{merged.cells_skipped} cell(s) still missing a part")
     return 0
 
 

@@ -218,3 +218,12 @@ def test_the_summary_escapes_a_hostile_label(baseline, tmp_path):
         lambda r, _: {**r, "label": "ddim|[x](http://e.vil)\u202e"}))
     text = summary_markdown(compare(hostile, hostile), GateOptions())
     assert "\u202e" not in text and "ddim\\|\\[x\\]" in text and "http://" not in text
+
+
+def test_a_second_run_of_the_suite_passes_on_quality_and_outputs(baseline, tmp_path):
+    """A real A/A: the suite run again. Its speed is not asserted: real rounds on a shared VM
+    drift by more than 5 % between runs (the speed rule's calibration is tests/test_speed.py's)."""
+    again = run_suite_text(tmp_path, GATED_SUITE, "gated") / "gated"
+    for verdict in compare(baseline, again):
+        assert verdict.quality.outcome == PASS and "unchanged" in verdict.quality.detail
+        assert verdict.outputs.detail == "audit samples bit-identical"

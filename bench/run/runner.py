@@ -36,6 +36,7 @@ from bench.run.cost import (CompileGuard, CountingDenoiser, CountingGradient, Pe
 from bench.run.distributed import (broadcast_from_main, gather_on_main, is_main, main_first, rank,
                                    world_size)
 from bench.run.grids import save_grid
+from bench.run.parts import PARTS_DIR, complete_parts, load_part, part_batches, part_path, save_part
 from bench.run.profiling import ProfiledDenoiser, profile_sampling
 from bench.run.provenance import provenance, utc_now
 from bench.run.tasks import Task, TaskInputs, task_of
@@ -43,7 +44,7 @@ from bench.run.warmup import warmed_up
 from bench.store import ROWS_FILE, ResultStore, canonical_json, shard_file
 from methods import METHODS, Method, PerSampleRNG
 from methods.classifier_guidance import log_prob_gradient
-from methods.errors import StorageError
+from methods.errors import DiffbenchError, StorageError
 
 log = logging.getLogger("diffbench")
 
@@ -281,13 +282,58 @@ def shard_cells(cells: list, shard: tuple[int, int] | None) -> list[tuple[int, C
     return [(number, cell) for number, cell in enumerate(cells, 1) if (number - 1) % count == index]
 
 
-def run_suite(config: SuiteConfig, results_root: Path,
-              shard: tuple[int, int] | None = None) -> RunOutcome:
+def run_suite(config: SuiteConfig, results_root: Path, shard: tuple[int, int] | None = None,
+              part: tuple[int, int] | None = None) -> RunOutcome:
     """Runs the suite's cells (with `shard` = (i, n), only shard i's, into its own rows file),
-    holding the rows file's lock on rank 0: a second run into the same file is refused."""
+    holding the rows file's lock on rank 0: a second run into the same file is refused. With
+    `part` = (j, K), only part j of every cell's seed range is sampled and stored (no rows:
+    `merge_split_cells` makes them once every part is stored)."""
+    if part:
+        return _run_parts(config, results_root, shard, part)
     store = ResultStore(results_root, config.name, shard_file(*shard) if shard else ROWS_FILE)
     with store.lock() if is_main() else contextlib.nullcontext():
         return _run_suite(config, results_root, shard)
+
+
+def _run_parts(config, results_root, shard, part) -> RunOutcome:
+    if world_size() > 1:
+        raise DiffbenchError("--split-samples runs one process per part: do not combine it with torchrun")
+    ctx = prepare(config, results_root)
+    done = ResultStore(results_root, config.name).completed_keys()
+    written = skipped = 0
+    for number, cell in shard_cells(config.cells, shard):
+        key = cell_key(ctx, cell)
+        if key in done or part_path(ctx.store.directory, key, part).is_file():
+            skipped += 1
+            continue
+        run_cell_part(ctx, cell, key, part)
+        written += 1
+        log.info("[%d/%d] %s steps=%d: part %d of %d stored", number, len(config.cells), cell.label,
+                 cell.steps, part[0], part[1])
+    return RunOutcome(written, skipped, 0, ctx.store.directory / PARTS_DIR)
+
+
+def merge_split_cells(config: SuiteConfig, results_root: Path) -> RunOutcome:
+    """The rows of every split cell whose parts are all stored (and that has no row yet)."""
+    store = ResultStore(results_root, config.name)
+    with store.lock():
+        ctx = prepare(config, results_root)
+        done = store.completed_keys()
+        written = waiting = 0
+        for number, cell in enumerate(config.cells, 1):
+            key = cell_key(ctx, cell)
+            if key in done:
+                continue
+            paths = complete_parts(store.directory, key)
+            if paths is None:
+                waiting += 1
+                continue
+            row = store.append(run_cell(ctx, cell, key, functools.partial(merge_parts, paths=paths)))
+            written += 1
+            log.info("[%d/%d] %s steps=%d: %d parts merged: %s", number, len(config.cells), cell.label,
+                     cell.steps, len(paths), summarise(row))
+    rows = {r["cell_key"]: r for r in store.read()[0]}
+    return RunOutcome(written, waiting, sum(r["status"] != "ok" for r in rows.values()), store.rows_path)
 
 
 def _run_suite(config, results_root, shard) -> RunOutcome:
@@ -329,7 +375,10 @@ def summarise(row: dict) -> str:
                if overhead and row["overhead"].get("ratio_in_situ") else ""))
 
 
-def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
+def run_cell(ctx: SuiteContext, cell: CellSpec, key: str, measure=None) -> dict:
+    """The cell's row; `measure(run, key)` gives its measured fields (by default sampling and
+    scoring it; for a split cell, merging its stored parts)."""
+    measure = measure or sample_and_score
     run = CellRun.of(ctx, cell)
     row = base_row(run, key)
     if run.method.classifier:   # named in every row of the cell, failed ones too (it is in the key)
@@ -338,7 +387,7 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
         run, warmup = warmed_up(run)
         if warmup:
             row["warmup"] = warmup
-        row.update(sample_and_score(run, key))
+        row.update(measure(run, key))
     except NonFiniteSamples as err:
         row.update(status="nonfinite", message=str(err))
     except BatchFailed as err:
@@ -349,6 +398,20 @@ def run_cell(ctx: SuiteContext, cell: CellSpec, key: str) -> dict:
         log.debug("cell %s failed:\n%s", key, traceback.format_exc())
         row.update(status="error", message=error_message(err))
     return row
+
+
+def run_cell_part(ctx: SuiteContext, cell: CellSpec, key: str, part: tuple[int, int]) -> None:
+    """Part j of K of a split cell, stored for the merge; a failure before its batches (the
+    warm-up) is stored as the part's outcome, so the merge writes the cell's error row."""
+    try:
+        run, _ = warmed_up(CellRun.of(ctx, cell))
+        sample_and_score(run, key, part)
+    except StorageError:
+        raise
+    except Exception as err:
+        log.debug("cell %s part %s failed:\n%s", key, part, traceback.format_exc())
+        save_part(part_path(ctx.store.directory, key, part), [BatchOutcome(-1, error=error_message(err))],
+                  {"kind": "", "peak_bytes": None, "reserved_bytes": None})
 
 
 def error_message(err: Exception) -> str:
@@ -578,36 +641,77 @@ class SampledCell:
     peaks: list
 
 
-def sample_and_score(run: CellRun, key: str) -> dict:
+def cell_batches(config: SuiteConfig) -> int:
+    return -(-config.n_samples // config.batch_size)
+
+
+def sample_and_score(run: CellRun, key: str, part: tuple[int, int] | None = None) -> dict:
     """Samples the cell batch by batch, scoring each batch as it comes (memory does not grow
     with n_samples); peak memory covers both, timing only the sampler. Under torchrun the
     batches are dealt round-robin to the processes and rank 0 accumulates them in order (see
-    bench.run.distributed); elsewhere this is one process taking every batch."""
-    config = run.config
-    batches = -(-config.n_samples // config.batch_size)
+    bench.run.distributed); elsewhere this is one process taking every batch. With `part`
+    (j, K), only part j's seed range is sampled and its batches are stored for the merge
+    (bench.run.parts), failure included: the merge writes the cell's row."""
+    numbers = part_batches(cell_batches(run.config), part) if part else range(cell_batches(run.config))
     scorer, records, failure, own_timed_counter = scorer_for(run), [], None, None
     with PeakMemory(run.ctx.device) as memory:
-        for local_number, first in enumerate(range(0, batches, world_size())):
+        for local_number, first in enumerate(range(numbers.start, numbers.stop, world_size())):
             outcome = counter = None
-            if first + rank() < batches:
+            if first + rank() < numbers.stop:
                 outcome, counter = run_batch(run, scorer, first + rank(), local_number)
                 own_timed_counter = counter if outcome.timed and counter else own_timed_counter
             for done in sorted(filter(None, gather_on_main(outcome) or []), key=lambda o: o.number):
                 failure = failure or (done if done.error else None)
-                if failure is None:
+                if failure is None and part:
+                    records.append(done)
+                elif failure is None:
                     scorer.accumulate(done.scores)
                     records.append(dataclasses.replace(done, scores=None))
             failure = broadcast_from_main(failure)
             if failure:
                 break
-        scores = scorer.finish() if is_main() and failure is None else None
+        scores = scorer.finish() if is_main() and failure is None and not part else None
     peak = gather_on_main(memory.peak_bytes)
+    if part:
+        save_part(part_path(run.ctx.store.directory, key, part), records + ([failure] if failure else []),
+                  {"kind": memory.kind, "peak_bytes": max(filter(None, peak), default=None),
+                   "reserved_bytes": memory.reserved_bytes})
+        return {}
     if failure:
         raise (NonFiniteSamples if failure.nonfinite else BatchFailed)(failure.error)
     if not is_main():
         return {}
     return cell_measurements(run, key, SampledCell(records, scores, scorer.features(),
                                                    scorer.per_image_values(), own_timed_counter, memory, peak))
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredMemory:
+    """Peak memory as the parts of a split cell recorded it."""
+    kind: str
+    reserved_bytes: int | None
+
+
+def merge_parts(run: CellRun, key: str, paths: list[Path]) -> dict:
+    """A split cell's measured fields from its stored parts: their batches scored in batch
+    order, as `sample_and_score` scores them in one process."""
+    loaded = [load_part(path, BatchOutcome) for path in paths]
+    outcomes = sorted((o for batch, _ in loaded for o in batch), key=lambda o: o.number)
+    failure = next((o for o in outcomes if o.error), None)
+    if failure:
+        raise (NonFiniteSamples if failure.nonfinite else BatchFailed)(failure.error)
+    if [o.number for o in outcomes] != list(range(cell_batches(run.config))):
+        raise BatchFailed(f"the parts in {paths[0].parent} hold batches {[o.number for o in outcomes]}, "
+                          f"not 0..{cell_batches(run.config) - 1}: delete them and run the parts again")
+    scorer = scorer_for(run)
+    for outcome in outcomes:
+        scorer.accumulate(outcome.scores)
+    memories = [memory for _, memory in loaded]
+    records = [dataclasses.replace(o, scores=None) for o in outcomes]
+    return cell_measurements(run, key, SampledCell(
+        records, scorer.finish(), scorer.features(), scorer.per_image_values(), None,
+        StoredMemory(memories[0]["kind"], memories[0]["reserved_bytes"]),
+        [m["peak_bytes"] for m in memories]))
 
 
 def cell_measurements(run: CellRun, key: str, sampled: SampledCell) -> dict:

@@ -197,6 +197,8 @@ def cmd_run_array(args) -> int:
     from bench.store import ResultStore
     from bench.report import render_report
     from bench.run.executor import ClusterOptions, run_on_cluster
+    from bench.run.parts import check_split
+    from bench.run.runner import cell_batches
     if args.shard:
         raise DiffbenchError("--shard and --executor do not combine: the executor makes the shards")
     for flag, value in (("--max-parallel", args.max_parallel), ("--slurm-gpus-per-task", args.slurm_gpus_per_task),
@@ -209,11 +211,15 @@ def cmd_run_array(args) -> int:
     plugins = tuple(str(Path(p).resolve()) if Path(p).is_file() else p for p in args.plugin)
     options = ClusterOptions(args.executor, args.max_parallel, args.slurm_partition,
                              args.slurm_gpus_per_task, args.slurm_cpus_per_task, args.slurm_time)
+    if args.split_samples:
+        if args.part is not None:
+            raise DiffbenchError("--part and --executor do not combine: the executor runs every part")
+        check_split(args.split_samples, None, cell_batches(config), config.warmup_batches)
     merged = run_on_cluster(str(Path(config.path).resolve()), plugins, args.results_dir.resolve(),
                             len(config.cells), config.name, options,
-                            args.inception_weights and str(Path(args.inception_weights).resolve()))
-    print(f"merged {merged.shards} shard file(s): {merged.appended} row(s) appended; results in "
-          f"{merged.rows_path}")
+                            args.inception_weights and str(Path(args.inception_weights).resolve()),
+                            args.split_samples)
+    print(f"merged: {merged} row(s) appended to {args.results_dir / config.name / 'rows.jsonl'}")
     if not args.no_report:
         out = render_report(config.name, args.results_dir, args.reports_dir)
         print(f"report: {out / 'index.html'} (also leaderboard.md, tables.tex, figures)")

@@ -49,7 +49,7 @@ def test_a_second_array_run_finds_every_cell_stored(array_run, capsys):
     root, _ = array_run
     assert main(["run", str(root / "tiny.toml"), "--executor", "local", "--results-dir",
                  str(root / "array"), "--no-report"]) == 0
-    assert "0 row(s) appended" in capsys.readouterr().out
+    assert "merged: 0 row(s) appended" in capsys.readouterr().out
 
 
 def test_submitit_without_slurm_is_a_one_line_error(tmp_path, monkeypatch):
@@ -105,3 +105,16 @@ def test_a_task_whose_process_dies_is_submitted_again_and_completes(tmp_path, ca
     rows = ResultStore(tmp_path / "results", "tiny").read()[0]
     assert sorted(r["method"] for r in rows) == ["ddpm", "ddpm", "dies-once", "dies-once"]
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_split_cells_run_as_array_tasks_equal_the_plain_run(tmp_path):
+    """2 parts of every cell as 2 array tasks, then a merge job: the rows a plain run gives."""
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE.replace("n_samples = 24", "n_samples = 48"))
+    assert main(["run", str(suite), "--executor", "local", "--split-samples", "2", "--max-parallel", "2",
+                 "--results-dir", str(tmp_path / "array"), "--no-report"]) == 0
+    assert main(["run", str(suite), "--results-dir", str(tmp_path / "plain"), "--no-report"]) == 0
+    array, plain = (sorted(map(measured, ResultStore(tmp_path / side, "tiny").read()[0]))
+                    for side in ("array", "plain"))
+    assert array == plain and len(array) == 4
+    assert len(list((tmp_path / "array" / "tiny" / "parts").glob("*/part-*-of-2.safetensors"))) == 8

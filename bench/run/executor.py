@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.merge import MergeOutcome, merge_shards
+from bench.merge import merge_shards
+from bench.run.parts import PARTS_DIR
 from bench.store import ResultStore, read_rows, shard_file
 from methods.errors import DiffbenchError
 
@@ -38,22 +39,34 @@ class ClusterOptions:
 
 
 class SuiteJob:
-    """What an array task runs: shard `number` of `count` of the suite; with no number, only
-    the suite's preparation. Holds names and paths only, so it pickles anywhere."""
+    """What an array task runs: shard `number` of `count` of the suite (with `split` K, task
+    number t is part t mod K of shard t // K); with no number, the suite's preparation, or with
+    `merge`, the split cells' rows from their parts. Holds names and paths only, so it pickles
+    anywhere."""
 
     def __init__(self, suite: str, plugins: tuple[str, ...], results_root: str, count: int,
-                 inception_weights: str | None = None):
+                 inception_weights: str | None = None, split: int = 0):
         self.suite, self.plugins, self.results_root, self.count = suite, plugins, results_root, count
-        self.inception_weights = inception_weights
+        self.inception_weights, self.split = inception_weights, split
 
-    def __call__(self, number: int | None = None) -> int:
+    @property
+    def tasks(self) -> int:
+        return self.count * (self.split or 1)
+
+    def __call__(self, number: int | None = None, merge: bool = False) -> int:
         from bench.config import load_suite
-        from bench.run.runner import prepare, run_suite
+        from bench.run.runner import merge_split_cells, prepare, run_suite
         config = load_suite(self.suite, inception_weights=self.inception_weights, plugins=self.plugins)
+        root = Path(self.results_root)
+        if merge:
+            return merge_split_cells(config, root).rows_written
         if number is None:
-            prepare(config, Path(self.results_root))
+            prepare(config, root)
             return 0
-        return run_suite(config, Path(self.results_root), shard=(number, self.count)).rows_written
+        if self.split:
+            return run_suite(config, root, shard=(number // self.split, self.count),
+                             part=(number % self.split, self.split)).rows_written
+        return run_suite(config, root, shard=(number, self.count)).rows_written
 
     def checkpoint(self, *args, **kwargs):
         """Preempted or out of time: submitit requeues the same task, which resumes (its stored
@@ -84,9 +97,12 @@ def make_executor(options: ClusterOptions, folder: Path):
     return executor
 
 
-def stored_in_shards(store: ResultStore, count: int) -> int:
-    """Rows the array's shard files hold so far (the progress bar's count of cells)."""
-    return sum(len(read_rows(store.directory / shard_file(i, count))[0]) for i in range(count))
+def stored_so_far(store: ResultStore, job: "SuiteJob") -> int:
+    """Rows the array's shard files hold so far, or with split cells their stored parts (the
+    progress bar's count)."""
+    if job.split:
+        return len(list((store.directory / PARTS_DIR).glob("*/part-*.safetensors")))
+    return sum(len(read_rows(store.directory / shard_file(i, job.count))[0]) for i in range(job.count))
 
 
 def wait(jobs: list, store: ResultStore, cells: int, options: ClusterOptions, executor,
@@ -95,7 +111,8 @@ def wait(jobs: list, store: ResultStore, cells: int, options: ClusterOptions, ex
     (raised, or its process died; not one that ran and stored error rows) up to
     `options.retries` times."""
     tries = [0] * len(jobs)
-    with tqdm(total=cells, desc="cells", unit="cell") as bar:
+    with tqdm(total=cells * (job.split or 1), desc="cell parts" if job.split else "cells",
+              unit="part" if job.split else "cell") as bar:
         while True:
             for number, task in enumerate(jobs):
                 if not failed(task):
@@ -108,7 +125,7 @@ def wait(jobs: list, store: ResultStore, cells: int, options: ClusterOptions, ex
                 log.info("array task %d failed: submitted again (%d of %d)", number, tries[number],
                          options.retries)
                 jobs[number] = executor.submit(job, number)
-            bar.n = min(cells, stored_in_shards(store, job.count))
+            bar.n = min(bar.total, stored_so_far(store, job))
             bar.refresh()
             if all(task.done() and not failed(task) for task in jobs):
                 return
@@ -127,19 +144,27 @@ def failed(task, block: bool = False) -> bool:
 
 
 def run_on_cluster(suite: str, plugins: tuple[str, ...], results_root: Path, cells: int,
-                   name: str, options: ClusterOptions, inception_weights: str | None = None) -> MergeOutcome:
-    """Prepare once, run the suite as one array of shard tasks, wait, merge."""
+                   name: str, options: ClusterOptions, inception_weights: str | None = None,
+                   split: int = 0) -> int:
+    """Prepare once, run the suite as one array of shard tasks (of shard x part tasks for split
+    cells), wait, merge; returns the rows merged."""
     store = ResultStore(results_root, name)
     store.ensure_writable()
     count = min(cells, options.max_parallel) if options.max_parallel else cells
+    if split and options.max_parallel:
+        count = max(1, options.max_parallel // split)
     executor = make_executor(options, store.directory / "submitit")
-    job = SuiteJob(suite, tuple(plugins), str(results_root), count, inception_weights)
+    job = SuiteJob(suite, tuple(plugins), str(results_root), count, inception_weights, split)
     preparing = executor.submit(job)
     log.info("preparing the suite (models, reference statistics) in job %s", preparing.job_id)
     if failed(preparing, block=True):
         raise DiffbenchError(f"preparing {name} failed; its log: {preparing.paths.stderr}")
-    jobs = executor.map_array(job, range(count))
-    log.info("submitted %d array task(s): %s", count, ", ".join(task.job_id for task in jobs))
+    jobs = executor.map_array(job, range(job.tasks))
+    log.info("submitted %d array task(s): %s", job.tasks, ", ".join(task.job_id for task in jobs))
     wait(jobs, store, cells, options, executor, job)
-    return merge_shards(results_root, name)
-
+    if not split:
+        return merge_shards(results_root, name).appended
+    merging = executor.submit(job, None, True)
+    if failed(merging, block=True):
+        raise DiffbenchError(f"merging {name}'s split cells failed; its log: {merging.paths.stderr}")
+    return merging.result()

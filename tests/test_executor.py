@@ -118,3 +118,46 @@ def test_split_cells_run_as_array_tasks_equal_the_plain_run(tmp_path):
                     for side in ("array", "plain"))
     assert array == plain and len(array) == 4
     assert len(list((tmp_path / "array" / "tiny" / "parts").glob("*/part-*-of-2.safetensors"))) == 8
+
+
+SLOW_ONCE = """
+import time
+from pathlib import Path
+
+from methods.base import register_method
+from methods.ddim import sample_ddim
+from methods.ddpm import respaced_sigmas
+
+MARKER = Path(__file__).with_suffix(".started")
+
+
+def sample_slowly_once(*args, **kwargs):
+    if not MARKER.exists():        # the first attempt waits here to be preempted
+        MARKER.write_text("started")
+        time.sleep(300)
+    return sample_ddim(*args, **kwargs)
+
+
+register_method(name="slow-once", family="test", task="generate", model="eps",
+                sampler=sample_slowly_once, schedule=respaced_sigmas, version="1",
+                paper="DDIM whose first attempt waits")
+"""
+
+
+@pytest.mark.slow   # waits out a 90 s time limit
+def test_a_task_out_of_time_is_requeued_and_resumes(tmp_path):
+    """The signal Slurm sends before a time limit or a preemption (submitit's local executor
+    sends it too): the task checkpoints, is requeued with the same shard and completes."""
+    from bench.run.executor import SuiteJob
+    (tmp_path / "slow_once.py").write_text(SLOW_ONCE)
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE.replace('description = "tiny test suite"',
+                                        'description = "tiny test suite"\nplugins = ["slow_once.py"]')
+                     .replace('method = "ddim"', 'method = "slow-once"'))
+    executor = submitit.LocalExecutor(tmp_path / "logs", max_num_timeout=2)
+    executor.update_parameters(timeout_min=1.5, signal_delay_s=5)
+    task = executor.submit(SuiteJob(str(suite), (), str(tmp_path / "results"), 1), 0)
+    assert task.result() == 4      # the requeued attempt ran all four cells
+    assert (tmp_path / "slow_once.started").is_file() and "Requeued" in task.stderr() + task.stdout()
+    rows = ResultStore(tmp_path / "results", "tiny", "rows.shard-0-of-1.jsonl").read()[0]
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)

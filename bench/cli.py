@@ -24,11 +24,27 @@ EPILOG = """examples:
 """
 
 
+def version_text() -> str:
+    """diffbench's version, and the versions of what its numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import bench
+
+    def installed(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+    return (f"diffbench {bench.__version__} (torch {installed('torch')}, torch-fidelity "
+            f"{installed('torch-fidelity')}, python {sys.version.split()[0]})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffbench", description="Benchmark diffusion sampling methods.", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a suite and render its report",

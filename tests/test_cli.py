@@ -135,3 +135,12 @@ def test_train_a_class_conditional_recipe_on_unlabelled_data_exits_2(capsys, tmp
         Image.fromarray(np.full((4, 4), 60 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
     code, _, err = run_cli(capsys, "train", "eps-cond", "--dataset", str(tmp_path))
     assert code == 2 and "has no labels" in one_line_error(err)
+
+
+def test_version_names_diffbench_and_what_its_numbers_depend_on(capsys):
+    import bench
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and out.startswith(f"diffbench {bench.__version__} (torch ")
+    assert "torch-fidelity" in out

@@ -67,40 +67,48 @@ def test_bad_array_options_exit_2(write_suite, tmp_path, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-DIES_ONCE = """
+FIRST_ATTEMPT_PLUGIN = """
 import os
+import time
 from pathlib import Path
 
 from methods.base import register_method
 from methods.ddim import sample_ddim
 from methods.ddpm import respaced_sigmas
 
-MARKER = Path(__file__).with_suffix(".died")
+MARKER = Path(__file__).with_suffix(".first")
 
 
-def sample_or_die_once(*args, **kwargs):
-    if not MARKER.exists():        # the first attempt's process dies, as on a lost node
-        MARKER.write_text("died")
-        os._exit(3)
+def sample(*args, **kwargs):
+    if not MARKER.exists():        # the first attempt only
+        MARKER.write_text("first attempt")
+        {first_attempt}
     return sample_ddim(*args, **kwargs)
 
 
-register_method(name="dies-once", family="test", task="generate", model="eps",
-                sampler=sample_or_die_once, schedule=respaced_sigmas, version="1",
-                paper="DDIM whose first process dies")
+register_method(name="{name}", family="test", task="generate", model="eps", sampler=sample,
+                schedule=respaced_sigmas, version="1", paper="DDIM, after a first attempt that fails")
 """
 
 
-def test_a_task_whose_process_dies_is_submitted_again_and_completes(tmp_path, caplog):
-    (tmp_path / "dies_once.py").write_text(DIES_ONCE)
-    suite = tmp_path / "tiny.toml"
+def first_attempt_suite(folder, name: str, first_attempt: str):
+    """The tiny suite with its DDIM cells by a plugin method whose first attempt runs
+    `first_attempt` (its process dying, or waiting to be preempted); returns the suite path."""
+    plugin = name.replace("-", "_")
+    (folder / f"{plugin}.py").write_text(FIRST_ATTEMPT_PLUGIN.format(name=name, first_attempt=first_attempt))
+    suite = folder / "tiny.toml"
     suite.write_text(TINY_SUITE.replace('description = "tiny test suite"',
-                                        'description = "tiny test suite"\nplugins = ["dies_once.py"]')
-                     .replace('method = "ddim"', 'method = "dies-once"'))
+                                        f'description = "tiny test suite"\nplugins = ["{plugin}.py"]')
+                     .replace('method = "ddim"', f'method = "{name}"'))
+    return suite
+
+
+def test_a_task_whose_process_dies_is_submitted_again_and_completes(tmp_path, caplog):
+    suite = first_attempt_suite(tmp_path, "dies-once", "os._exit(3)   # as on a lost node")
     with caplog.at_level("INFO", logger="diffbench"):
         assert main(["run", str(suite), "--executor", "local", "--max-parallel", "1",
                      "--results-dir", str(tmp_path / "results"), "--no-report"]) == 0
-    assert (tmp_path / "dies_once.died").is_file()
+    assert (tmp_path / "dies_once.first").is_file()
     assert "array task 0 failed: submitted again (1 of 2)" in caplog.text
     rows = ResultStore(tmp_path / "results", "tiny").read()[0]
     assert sorted(r["method"] for r in rows) == ["ddpm", "ddpm", "dies-once", "dies-once"]
@@ -120,44 +128,16 @@ def test_split_cells_run_as_array_tasks_equal_the_plain_run(tmp_path):
     assert len(list((tmp_path / "array" / "tiny" / "parts").glob("*/part-*-of-2.safetensors"))) == 8
 
 
-SLOW_ONCE = """
-import time
-from pathlib import Path
-
-from methods.base import register_method
-from methods.ddim import sample_ddim
-from methods.ddpm import respaced_sigmas
-
-MARKER = Path(__file__).with_suffix(".started")
-
-
-def sample_slowly_once(*args, **kwargs):
-    if not MARKER.exists():        # the first attempt waits here to be preempted
-        MARKER.write_text("started")
-        time.sleep(300)
-    return sample_ddim(*args, **kwargs)
-
-
-register_method(name="slow-once", family="test", task="generate", model="eps",
-                sampler=sample_slowly_once, schedule=respaced_sigmas, version="1",
-                paper="DDIM whose first attempt waits")
-"""
-
-
 @pytest.mark.slow   # waits out a 90 s time limit
 def test_a_task_out_of_time_is_requeued_and_resumes(tmp_path):
     """The signal Slurm sends before a time limit or a preemption (submitit's local executor
     sends it too): the task checkpoints, is requeued with the same shard and completes."""
     from bench.run.executor import SuiteJob
-    (tmp_path / "slow_once.py").write_text(SLOW_ONCE)
-    suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY_SUITE.replace('description = "tiny test suite"',
-                                        'description = "tiny test suite"\nplugins = ["slow_once.py"]')
-                     .replace('method = "ddim"', 'method = "slow-once"'))
+    suite = first_attempt_suite(tmp_path, "slow-once", "time.sleep(300)   # until the signal")
     executor = submitit.LocalExecutor(tmp_path / "logs", max_num_timeout=2)
     executor.update_parameters(timeout_min=1.5, signal_delay_s=5)
     task = executor.submit(SuiteJob(str(suite), (), str(tmp_path / "results"), 1), 0)
     assert task.result() == 4      # the requeued attempt ran all four cells
-    assert (tmp_path / "slow_once.started").is_file() and "Requeued" in task.stderr() + task.stdout()
+    assert (tmp_path / "slow_once.first").is_file() and "Requeued" in task.stderr() + task.stdout()
     rows = ResultStore(tmp_path / "results", "tiny", "rows.shard-0-of-1.jsonl").read()[0]
     assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)

@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 from methods.errors import DiffbenchError
 from methods.registry import NameTaken, Origin, Registry, registering_from
@@ -153,6 +154,28 @@ def load_entry_points() -> list[Origin]:
             _called.add((origin, entry.attr))
         origins.append(origin)
     return origins
+
+
+def load_factory(spec: str, base: Path, where: str) -> tuple[Any, str]:
+    """The factory function of "module:function" or "file.py:function", and its source's sha256."""
+    module_name, _, function = spec.rpartition(":")
+    if not module_name or not function:
+        raise DiffbenchError(f"{where}: factory must be \"module:function\" or \"file.py:function\", "
+                             f"got {spec!r}")
+    if module_name.endswith(".py") or "/" in module_name:
+        origin = load_plugin(module_name, base)
+        module = sys.modules[file_module_name(origin)]
+        source = origin.source_sha256
+    else:
+        try:
+            module = importlib.import_module(module_name)
+            source = source_sha256(module_sources(module_name))
+        except Exception as err:
+            raise DiffbenchError(f"{where}: factory module {module_name!r} cannot be imported "
+                                 f"({type(err).__name__}: {err})") from None
+    if not callable(getattr(module, function, None)):
+        raise DiffbenchError(f"{where}: {module_name!r} has no function {function!r}")
+    return getattr(module, function), source
 
 
 _called: set[tuple[Origin, str]] = set()

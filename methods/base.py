@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 
-from methods.registry import Origin, Registry, typed_like, validate_number
+from methods.registry import Origin, Registry, did_you_mean, typed_like, validate_number
 
 TASKS = ("generate", "superres", "img2img", "inpaint", "denoise", "anagram")
 # How a sampler reads its unit noise x: "ve", as the Sampler contract says (x sigmas[0] is the
@@ -196,7 +196,8 @@ class Method:
         """Defaults updated by `overrides`; an unknown or mistyped key is an error naming it."""
         unknown = sorted(set(overrides) - set(self.defaults))
         if unknown:
-            raise KeyError(f"method {self.name!r} has no hyper-parameter {unknown[0]!r}; "
+            raise KeyError(f"method {self.name!r} has no hyper-parameter {unknown[0]!r}"
+                           f"{did_you_mean(unknown[0], self.defaults)}; "
                            f"valid: {', '.join(sorted(self.defaults)) or '(none)'}")
         resolved = dict(self.defaults)
         for key, value in overrides.items():

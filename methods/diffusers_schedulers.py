@@ -30,7 +30,7 @@ import torch
 from methods.base import METHODS, Method
 from methods.errors import DiffbenchError
 from methods.guidance import guidance_for
-from methods.registry import typed_like
+from methods.registry import did_you_mean, typed_like
 
 LIBRARY = "diffusers"
 SCHEDULERS = ("DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "LMSDiscreteScheduler",
@@ -124,7 +124,8 @@ class DiffusersMethod(Method):
                 raise KeyError(f"method {self.name!r}: {key!r} is the model's training schedule, "
                                "set in its [models] table, not a sampling hyper-parameter")
             if key not in config:
-                raise KeyError(f"method {self.name!r} has no hyper-parameter {key!r}; valid: "
+                raise KeyError(f"method {self.name!r} has no hyper-parameter {key!r}"
+                               f"{did_you_mean(key, {*config, *self.defaults})}; valid: "
                                f"{', '.join(sorted({*config, *self.defaults}))}")
             resolved[key] = config_value(self.name, key, value, config[key])
         return resolved

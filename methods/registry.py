@@ -7,6 +7,7 @@ registered), so listings can say so and a plugin's entries can carry its source 
 import contextlib
 import contextvars
 import dataclasses
+import difflib
 import math
 import re
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -17,6 +18,12 @@ T = TypeVar("T")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 # A registered entry may carry a library prefix: "k-diffusion:dpmpp_2m", "diffusers:PNDMScheduler".
 ENTRY_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*(:[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def did_you_mean(name: Any, valid) -> str:
+    """" (did you mean 'x'?)" for the valid name closest to a mistyped one, else ""."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -144,7 +151,8 @@ class Registry(Generic[T]):
             return self._entries[name]
         except (KeyError, TypeError):
             valid = ", ".join(sorted(self._entries)) or "(none)"
-            raise DiffbenchError(f"unknown {self.kind} {name!r}; valid names: {valid}") from None
+            raise DiffbenchError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}; "
+                                 f"valid names: {valid}") from None
 
     def __contains__(self, name: Any) -> bool:
         return name in self._entries

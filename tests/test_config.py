@@ -28,7 +28,7 @@ def test_sweep_expands_cartesian_product(write_suite):
     (("steps = [2, 3]", "steps = 3"), "steps must be a non-empty list"),
     (('method = "ddim"', 'method = "ddim"\nhparams = { eta = "zero" }'), "'eta' must be float"),
     (("steps = 20", "steps = 2.5"), "model key 'steps' must be int"),
-    (('method = "ddim"', 'method = "dddim"'), "unknown method 'dddim'; valid names: anagram-ddim, anagram-edm-heun, bicubic, ddim, ddim-cfg"),
+    (('method = "ddim"', 'method = "dddim"'), "unknown method 'dddim' \(did you mean 'ddim'\?\); valid names: anagram-ddim, anagram-edm-heun, bicubic, ddim, ddim-cfg"),
     (('dataset = "digits8"', 'dataset = "nope"'), "unknown dataset 'nope'"),
     (('recipe = "eps-digits8"', 'recipe = "nope"'), "unknown model recipe 'nope'"),
     (("n_samples = 24", "n_samples = 24\nmin_samples = 1000"), "n_samples 24 is below the suite's min_samples 1000"),

@@ -12,9 +12,6 @@ ROOMS = [  # lowest first: a module may import its own room and the rooms before
     {"bench.paths", "bench.rows", "bench.store", "bench.merge", "bench.speed_regression"},
     {"bench.data"}, {"bench.models"}, {"bench.quality"}, {"bench.plugins", "bench.config"},
     {"bench.run"}, {"bench.report"}, {"bench.audit"}, {"bench.cli", "bench.__main__", "bench"}]
-# A safetensors model's factory file is loaded as a plugin (so it may register what it defines),
-# at call time: the one edge from a room to one above it.
-UPWARD_ALLOWED = {("bench.models.external", "bench.plugins")}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -49,9 +46,42 @@ BENCH_MODULES = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).remov
 
 @pytest.mark.parametrize("module", BENCH_MODULES)
 def test_a_bench_module_imports_only_its_room_and_the_rooms_below(module):
-    path = ROOT / (module.replace(".", "/") + ".py")
-    path = path if path.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
-    imported = {n for n in imported_modules(path) if n.startswith("bench.")}
+    imported = {n for n in imported_modules(module_path(module)) if n.startswith("bench.")}
     upward = sorted(n for n in imported
-                    if room_of(n) > room_of(module) and (module, n) not in UPWARD_ALLOWED)
+                    if room_of(n) > room_of(module))
     assert not upward, f"{module} (room {room_of(module)}) imports {upward} from rooms above it"
+
+
+def module_path(module: str) -> Path:
+    path = ROOT / (module.replace(".", "/") + ".py")
+    return path if path.is_file() else ROOT / module.replace(".", "/") / "__init__.py"
+
+
+def bench_imports(module: str) -> set[str]:
+    """The bench modules `module` imports, at its top or inside a function."""
+    found = set()
+    for name in imported_modules(module_path(module)):
+        parts = name.split(".")
+        owners = [".".join(parts[:n]) for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in BENCH_MODULES]
+        if owners and owners[0] != module:
+            found.add(owners[0])
+    return found
+
+
+def test_no_import_cycle_among_bench_modules():
+    """Not even through a function-local import: a cycle is a room that cannot be read alone."""
+    graph = {module: bench_imports(module) for module in BENCH_MODULES}
+    state: dict[str, str] = {}
+
+    def visit(module, trail):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                raise AssertionError(" -> ".join(trail[trail.index(target):] + [target]))
+            if target not in state:
+                visit(target, trail + [target])
+        state[module] = "done"
+
+    for module in BENCH_MODULES:
+        if module not in state:
+            visit(module, [module])

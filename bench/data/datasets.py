@@ -13,7 +13,7 @@ import torch
 
 from bench.data.quantize import from_uint8
 from methods.errors import DiffbenchError
-from methods.registry import Registry
+from methods.registry import Registry, did_you_mean
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -224,5 +224,6 @@ def load_dataset(spec: str) -> ImageDataset:
     if path.suffix == ".npz" and path.is_file():
         return _load_npz(path)
     valid = ", ".join(DATASETS)
-    raise DiffbenchError(f"unknown dataset {spec!r}; valid names: {valid}; "
+    raise DiffbenchError(f"unknown dataset {spec!r}{did_you_mean(spec, DATASETS)}; "
+                         f"valid names: {valid}; "
                          "or give a folder of PNG/JPEG images or an .npz file")

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from bench.data.quantize import from_uint8, to_uint8
 from methods.errors import DiffbenchError
+from methods.registry import did_you_mean
 
 DEGRADATION = "bicubic antialias downsample (torch), LR quantised to uint8; bicubic upsample"
 
@@ -70,7 +71,7 @@ def inpaint_masks(kind: str, shape: tuple[int, int, int], indices) -> torch.Tens
     elif kind == "half":
         known[..., width // 2:] = 0
     else:
-        raise DiffbenchError(f"unknown inpainting mask {kind!r}; valid: {', '.join(MASKS)}")
+        raise DiffbenchError(f"unknown inpainting mask {kind!r}{did_you_mean(kind, MASKS)}; valid: {', '.join(MASKS)}")
     return known.expand(len(indices), 1, height, width).clone()
 
 

@@ -18,17 +18,17 @@ and classes are checked against the dataset with a forward pass before any work.
 """
 import dataclasses
 import hashlib
-import importlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from bench.models.checkpoints import file_sha256
+from bench.models.recipes import LoadedModel
 from methods.errors import DiffbenchError
-from methods.registry import validate_number
+from methods.registry import did_you_mean, validate_number
 
 SOURCES = ("diffusers", "safetensors")
 PARAMETERIZATIONS = {"eps": "epsilon", "v": "v_prediction", "x0": "sample", "edm": None, "flow": None}
@@ -62,7 +62,8 @@ def check_options(source: str, options: dict, where: str) -> dict:
     checked = {}
     for key, value in options.items():
         if key not in KEYS[source]:
-            raise DiffbenchError(f"{where}: unknown key {key!r} for source {source!r}; valid: "
+            raise DiffbenchError(f"{where}: unknown key {key!r} for source {source!r}"
+                                 f"{did_you_mean(key, KEYS[source])}; valid: "
                                  f"{', '.join(sorted(KEYS[source]))}")
         kind, limit = KEYS[source][key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -75,15 +76,6 @@ def check_options(source: str, options: dict, where: str) -> dict:
             validate_number(value, f"{where}: {key}", *limit, integer=kind is int)
         checked[key] = value
     return checked
-
-
-def sha256_of(*paths: Path) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def read_tensors(path: Path, where: str) -> dict[str, torch.Tensor]:
@@ -161,29 +153,6 @@ def _read_json(path: Path, where: str) -> dict:
     return value
 
 
-def load_factory(spec: str, base: Path, where: str) -> tuple[Any, str]:
-    """The factory function of "module:function" or "file.py:function", and its source's sha256."""
-    from bench.plugins import file_module_name, load_plugin, module_sources, source_sha256
-    module_name, _, function = spec.rpartition(":")
-    if not module_name or not function:
-        raise DiffbenchError(f"{where}: factory must be \"module:function\" or \"file.py:function\", "
-                             f"got {spec!r}")
-    if module_name.endswith(".py") or "/" in module_name:
-        origin = load_plugin(module_name, base)
-        module = sys.modules[file_module_name(origin)]
-        source = origin.source_sha256
-    else:
-        try:
-            module = importlib.import_module(module_name)
-            source = source_sha256(module_sources(module_name))
-        except Exception as err:
-            raise DiffbenchError(f"{where}: factory module {module_name!r} cannot be imported "
-                                 f"({type(err).__name__}: {err})") from None
-    if not callable(getattr(module, function, None)):
-        raise DiffbenchError(f"{where}: {module_name!r} has no function {function!r}")
-    return getattr(module, function), source
-
-
 @dataclasses.dataclass(frozen=True)
 class External:
     """What an external model is: its network, weights and how its output becomes x0."""
@@ -193,7 +162,9 @@ class External:
     description: dict       # source, configuration and hashes; its hash is the model key
 
 
-def build(source: str, options: dict, base: Path, where: str) -> External:
+def build(source: str, options: dict, where: str, factory=None) -> External:
+    """The network and its description; a safetensors model's `factory` is (the function, its
+    source's sha256), loaded by the caller (bench.config.checks), so nothing here loads code."""
     path = Path(options["path"])
     if source == "diffusers":
         from diffusers import UNet2DModel
@@ -202,14 +173,14 @@ def build(source: str, options: dict, base: Path, where: str) -> External:
                     **{k: v for k, v in options.items() if k in DDPM_DEFAULTS}}
         net = DiffusersUNet(UNet2DModel.from_config(config))
         load_into(net.unet, read_tensors(weights, where), weights, where)
-        checksum = sha256_of(weights)
-        description = {"source": source, "unet_config_sha256": sha256_of(weights.parent / "config.json"),
+        checksum = file_sha256(weights)
+        description = {"source": source, "unet_config_sha256": file_sha256(weights.parent / "config.json"),
                        "schedule": schedule, "parameterization": schedule["prediction_type"],
                        "num_classes": options.get("num_classes", 0)}
         return External(net, weights, checksum, description)
-    factory, factory_source = load_factory(options["factory"], base, where)
+    function, factory_source = factory
     try:
-        net = factory(**options.get("factory_args", {}))
+        net = function(**options.get("factory_args", {}))
     except Exception as err:
         raise DiffbenchError(f"{where}: factory {options['factory']!r} failed "
                              f"({type(err).__name__}: {err})") from None
@@ -219,7 +190,7 @@ def build(source: str, options: dict, base: Path, where: str) -> External:
     load_into(net, read_tensors(path, where), path, where)
     description = {"source": source, "factory": options["factory"], "factory_sha256": factory_source,
                    **{k: v for k, v in options.items() if k not in ("path", "factory")}}
-    return External(net, path, sha256_of(path), description)
+    return External(net, path, file_sha256(path), description)
 
 
 def load_into(net: nn.Module, tensors: dict, path: Path, where: str) -> None:
@@ -284,19 +255,18 @@ def model_key(external: External) -> str:
 _cache: dict[tuple, Any] = {}
 
 
-def load_external(kind: str, source: str, options: dict, base: Path, dataset, superres: bool,
-                  where: str, device: str = "cpu"):
+def load_external(kind: str, source: str, options: dict, dataset, superres: bool, where: str,
+                  device: str = "cpu", factory=None) -> LoadedModel:
     """The LoadedModel of an external model, checked against the dataset (built once a process
-    for the same file, configuration and dataset)."""
-    from bench.models.recipes import LoadedModel
+    for the same file, configuration, factory source and dataset)."""
     options = check_options(source, options, where)
     path = Path(options["path"])
     if not path.exists():
         raise DiffbenchError(f"{where}: {path} does not exist: check the path (relative to the suite file)")
     stamp = (kind, source, json.dumps(options, sort_keys=True), path.stat().st_mtime_ns,
-             dataset.content_hash, superres)
+             dataset.content_hash, superres, factory and factory[1])
     if stamp not in _cache:
-        external = build(source, options, base, where)
+        external = build(source, options, where, factory)
         external.net.eval().requires_grad_(False)
         denoiser = make_denoiser(external, options)
         num_classes = options.get("num_classes", 0)

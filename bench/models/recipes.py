@@ -21,7 +21,7 @@ from bench.models.training import TrainBudget, snapshot_path, train
 from bench.paths import cache_dir, checkpoint_folders, ensure_writable
 from methods import OBJECTIVES, UNet, UNetConfig
 from methods.errors import DiffbenchError
-from methods.registry import Registry, typed_like, validate_number
+from methods.registry import Registry, did_you_mean, typed_like, validate_number
 
 log = logging.getLogger("diffbench")
 FORMAT_VERSION = 2    # 2: the budget's resolved precision replaces its bf16 flag
@@ -50,7 +50,8 @@ class ModelRecipe:
             target = network if key in network_fields else budget if key in budget_fields else None
             if target is None:
                 valid = ", ".join(sorted({*network_fields, *budget_fields}))
-                raise DiffbenchError(f"{where}: unknown model key {key!r}; valid: {valid}")
+                raise DiffbenchError(f"{where}: unknown model key {key!r}"
+                                     f"{did_you_mean(key, {*network_fields, *budget_fields})}; valid: {valid}")
             default = getattr(self.network if target is network else self.budget, key)
             target[key] = typed_like(value, default, f"{where}: model key {key!r}",
                                      type(default[0]) if isinstance(default, tuple) and default else None)
@@ -199,22 +200,6 @@ def lowres_recipe(recipe: ModelRecipe, spec, config, where: str) -> ModelRecipe:
 def model_kinds(config) -> list[str]:
     """The model kinds the suite's cells need (a cascade's both stages)."""
     return sorted({kind for c in config.cells for kind in (c.model_kind, c.superres_model_kind)} - {None})
-
-
-def load_suite_external(config, device: str = "cpu") -> dict[str, "LoadedModel"]:
-    """Model kind -> loaded external model, for the suite's kinds given a `source`."""
-    from bench.models.external import load_external
-    from methods import METHODS
-    models = {}
-    for kind in model_kinds(config):
-        spec = config.model_spec(kind)
-        if spec.source:
-            superres = any((c.model_kind == kind and METHODS.get(c.method).task == "superres")
-                           or c.superres_model_kind == kind for c in config.cells)
-            models[kind] = load_external(kind, spec.source, dict(spec.overrides),
-                                         Path(config.path).parent, load_dataset(config.dataset),
-                                         superres, f"{config.path}: [models.{kind}]", device)
-    return models
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

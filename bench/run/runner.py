@@ -19,8 +19,8 @@ from bench.config import CellSpec, SuiteConfig, load_suite
 from bench.data.datasets import ImageDataset, load_dataset
 from bench.data.quantize import NonFiniteSamples, to_uint8
 from bench.models.classifier import LoadedClassifier, load_classifier
-from bench.models.recipes import (LoadedModel, ensure_snapshots, ensure_trained, load_suite_external,
-                                  suite_recipes)
+from bench.config.checks import load_suite_external
+from bench.models.recipes import LoadedModel, ensure_snapshots, ensure_trained, suite_recipes
 from bench.paths import cache_dir, ensure_writable
 from bench.plugins import loaded_sources
 from bench.quality.metrics import (PIXEL_METRICS, check_metrics_available, load_extractor,

@@ -24,7 +24,9 @@ from bench.config import load_suite
 from bench.quality.stored_features import load_cell_features
 from bench.report.gate import FAIL, PASS, UNJUDGED, Check, cell_title, pixel_check, read_grid
 from bench.rows import Row, complete, metric_value
-from bench.run.runner import cell_key, prepare, run_cell
+from bench.run.cell import CellRun
+from bench.run.cells import run_cell
+from bench.run.suite import prepare
 from bench.store import ResultStore
 from methods.errors import DiffbenchError
 
@@ -156,8 +158,7 @@ def audit(suite: str, results_root: Path, options: AuditOptions = AuditOptions()
         raise DiffbenchError(f"no successful rows in {store.rows_path}: run the suite before auditing it")
     with tempfile.TemporaryDirectory(prefix="diffbench-audit-") as scratch:
         ctx = prepare(config, Path(scratch))
-        candidates = [(cell, key) for cell, key in ((c, cell_key(ctx, c)) for c in config.cells)
-                      if key in stored]
+        candidates = [run for run in (CellRun.of(ctx, cell) for cell in config.cells) if run.key in stored]
         if not candidates:
             raise DiffbenchError(f"none of {config.name}'s cells has a stored row in {store.rows_path} "
                                  "(the suite, its models or the code changed since): nothing to audit")
@@ -165,7 +166,7 @@ def audit(suite: str, results_root: Path, options: AuditOptions = AuditOptions()
                                                           min(options.cells, len(candidates))))
         verdicts = []
         for number in drawn:
-            cell, key = candidates[number]
-            rerun = complete(ctx.store.append(run_cell(ctx, cell, key)))
-            verdicts.append(judge_rerun(stored[key], rerun, store.directory, ctx.store.directory, options))
+            run = candidates[number]
+            rerun = complete(ctx.store.append(run_cell(run, run.key)))
+            verdicts.append(judge_rerun(stored[run.key], rerun, store.directory, ctx.store.directory, options))
         return verdicts

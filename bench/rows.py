@@ -267,6 +267,17 @@ def complete(row: dict) -> Row:
     return row
 
 
+def subfield(record: dict | None, *keys: str, default=None):
+    """record[k1][k2]..., where a record on the way may be null or absent (a row without a network
+    has no model, a row without guidance no classifier): the one way to read into optional
+    records, instead of `(row.get(name) or {}).get(key)` chains."""
+    for key in keys:
+        if record is None:
+            return default
+        record = record.get(key)
+    return default if record is None else record
+
+
 def is_scored(row) -> bool:
     """Samples made elsewhere: diffbench measured their quality, not their NFE, time or memory."""
     return row.get("source") == SCORED
@@ -289,4 +300,4 @@ def higher_is_better(row: Row, name: str) -> bool:
 
 
 def time_iqr(row: Row) -> float:
-    return (row["time_per_image_s"] or {"iqr": 0.0})["iqr"] or 0.0
+    return subfield(row, "time_per_image_s", "iqr") or 0.0

@@ -8,14 +8,15 @@ pixels that are identical.
 Usage: python scripts/equivalence.py   (after `diffbench run zoo-lownfe --results-dir
 results/published`); writes results/published/zoo-lownfe/equivalence.md and prints it.
 """
-import torch
-
 from bench.config import load_suite
 from bench.data.quantize import to_uint8
 from bench.paths import REPO_ROOT
 from bench.quality.paired import bootstrap_fids, difference, sign_flip_p_value
 from bench.quality.stored_features import load_cell_features, load_reference
-from bench.run.runner import CellRun, cell_key, generate, prepare
+from bench.run.batch import generate
+from bench.run.cell import CellRun
+from bench.run.runner import cell_key
+from bench.run.suite import prepare
 from bench.store import ResultStore, latest_per_cell
 
 RESULTS = REPO_ROOT / "results" / "published"

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from bench.quality.metrics import protocol_fingerprint
-from bench.run.runner import identity_key, stored_cell_key
+from bench.run.cell import identity_key, stored_cell_key
 from bench.store import ROWS_FILE, canonical_json, read_rows, row_checksum
 from methods.errors import DiffbenchError
 

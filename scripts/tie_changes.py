@@ -9,7 +9,7 @@ same-model pairs changed verdict. Prints Markdown.
 import sys
 
 from bench.paths import REPO_ROOT
-from bench.report.board import group_rows, line_name, model_identity, model_text, ok
+from bench.report.board import group_rows, line_name, network_key, model_text, ok
 from bench.report.pairs import board_pairs
 from bench.rows import metric_value
 from bench.store import ResultStore, latest_per_cell
@@ -36,7 +36,7 @@ def report(suite: str) -> list[str]:
             continue
         models: dict[str, list] = {}
         for row in pairs.rows:
-            models.setdefault(model_identity(row), []).append(row)
+            models.setdefault(network_key(row), []).append(row)
         for model, members in models.items():
             verdicts = [(pairs.differences[(a["cell_key"], b["cell_key"])].high < 0 or
                          pairs.differences[(a["cell_key"], b["cell_key"])].low > 0,

@@ -126,6 +126,7 @@ def published_audit(suite: str, cells: int) -> list:
     return audit(suite, PUBLISHED, AuditOptions(cells=cells, seed=0))
 
 
+@pytest.mark.slow   # re-runs published quick cells (~40 s); a fresh run audited: the tests above
 def test_an_audit_of_the_published_quick_suite_passes():
     verdicts = published_audit("quick", 2)
     assert len(verdicts) == 2 and not any(v.failed for v in verdicts), [v.checks() for v in verdicts]

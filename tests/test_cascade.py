@@ -9,7 +9,7 @@ from bench.data.quantize import from_uint8, to_uint8
 from bench.models.recipes import suite_recipes
 from bench.report import render_report
 from bench.run.cascade import handoff
-from bench.run.runner import stored_cell_key
+from bench.run.cell import stored_cell_key
 from bench.store import ResultStore
 from methods.errors import DiffbenchError
 from tests.helpers import run_suite_text

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from bench.config import load_suite
-from bench.run.tasks import Task
+from bench.run.tasks import Denoising
 from bench.store import ResultStore
 from methods import METHODS, PerSampleRNG
 from methods.denoising import blur, blur_scores, ddpm_sigma, tune_gaussian_blur
@@ -188,7 +188,7 @@ def test_gaussian_blur_rows_say_the_kernel_found_on_held_out_pairs(denoise_rows)
 
 def test_the_noisy_inputs_belong_to_the_test_image_not_the_batch():
     from bench.data.datasets import load_dataset
-    dataset, task = load_dataset("digits8"), Task("denoise", t=500)
+    dataset, task = load_dataset("digits8"), Denoising(500)
     config = type("Config", (), {"superres_scale": 1})()
     together = task.inputs(config, dataset, range(4, 8)).given
     alone = task.inputs(config, dataset, [6]).given

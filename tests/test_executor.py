@@ -45,6 +45,7 @@ def test_the_array_gives_the_rows_a_plain_run_gives(array_run):
     assert array == plain
 
 
+@pytest.mark.slow   # a second array (~35 s)
 def test_a_second_array_run_finds_every_cell_stored(array_run, capsys):
     root, _ = array_run
     assert main(["run", str(root / "tiny.toml"), "--executor", "local", "--results-dir",
@@ -103,6 +104,7 @@ def first_attempt_suite(folder, name: str, first_attempt: str):
     return suite
 
 
+@pytest.mark.slow   # a fresh process per attempt, each loading torch and the suite (~70 s)
 def test_a_task_whose_process_dies_is_submitted_again_and_completes(tmp_path, caplog):
     suite = first_attempt_suite(tmp_path, "dies-once", "os._exit(3)   # as on a lost node")
     with caplog.at_level("INFO", logger="diffbench"):
@@ -115,6 +117,7 @@ def test_a_task_whose_process_dies_is_submitted_again_and_completes(tmp_path, ca
     assert all(r["status"] == "ok" for r in rows)
 
 
+@pytest.mark.slow   # an array of parts plus a plain run (~70 s); split cells alone: tests/test_split_samples.py
 def test_split_cells_run_as_array_tasks_equal_the_plain_run(tmp_path):
     """2 parts of every cell as 2 array tasks, then a merge job: the rows a plain run gives."""
     suite = tmp_path / "tiny.toml"

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench.config import load_suite
-from bench.run.runner import load_models, run_suite
+from bench.run.runner import run_suite
+from bench.run.suite import load_models
 from bench.store import ResultStore
 from methods.ddpm import discrete_alphas_cumprod
 from methods.denoisers import DiscreteVPDenoiser

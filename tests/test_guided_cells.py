@@ -57,6 +57,7 @@ def test_the_classifier_records_its_accuracy_at_every_noise_level():
     assert accuracy["0.002"] > 0.8 and accuracy["80"] < 0.3   # clean digits readable, pure noise not
 
 
+@pytest.mark.slow   # trains a 300-step eps model and samples with gradients (~3 min)
 def test_guided_rows_name_the_classifier_and_count_its_gradients_apart_from_nfe(rows):
     guided, unguided = rows[8.0], rows[0.0]
     assert guided["status"] == unguided["status"] == "ok"
@@ -67,5 +68,6 @@ def test_guided_rows_name_the_classifier_and_count_its_gradients_apart_from_nfe(
     assert 0 < guided["classifier"]["time_share"] < 1
 
 
+@pytest.mark.slow   # shares the 3-minute rows above
 def test_guidance_raises_the_class_accuracy_of_the_samples(rows):
     assert rows[8.0]["metrics"]["class_acc"]["value"] > rows[0.0]["metrics"]["class_acc"]["value"] + 0.2

@@ -20,6 +20,7 @@ def keys_of(results):
     return {r["cell_key"] for r in ResultStore(results, "tiny").read()[0]}
 
 
+@pytest.mark.slow   # trains two models (~50 s); the checkpoint hash in the key is also tested by test_external
 def test_a_different_checkpoint_never_shares_a_stored_result(write_suite, tmp_path):
     run_suite(load_suite(str(write_suite())), tmp_path / "results")
     before = keys_of(tmp_path / "results")

@@ -216,7 +216,8 @@ def test_a_cell_its_model_cannot_serve_is_exit_2(capsys, write_suite, tmp_path, 
 def test_an_adaptive_sampler_reports_its_mean_nfe_over_samples():
     """dpm_adaptive's step count follows each batch's error, so batches may differ: the row
     holds the mean NFE per sample; for a fixed-step method a difference is a fault."""
-    from bench.run.runner import BatchOutcome, cell_nfe
+    from bench.run.batch import BatchOutcome
+    from bench.run.measure import cell_nfe
     records = [BatchOutcome(number=0, images=8, nfe=30.0), BatchOutcome(number=1, images=4, nfe=36.0)]
     assert cell_nfe(METHODS.get("k-diffusion:dpm_adaptive"), 1, records) == 32
     with pytest.raises(RuntimeError, match="differ between batches"):

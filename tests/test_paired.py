@@ -4,7 +4,7 @@ mean difference of per-image metrics."""
 import numpy as np
 import pytest
 
-from bench.quality.paired import (Reference, bootstrap_fids, difference, fid, mean_difference,
+from bench.quality.paired import (FidReference, bootstrap_fids, difference, fid, mean_difference,
                                   permuted_fids, sign_flip_p_value)
 from bench.quality.statistics import Moments, frechet_distance
 
@@ -19,8 +19,8 @@ def test_fid_against_a_fixed_reference_equals_the_frechet_distance(m, how):
     rng = np.random.default_rng(0)
     samples, reference = gaussian(rng, 50, 16, 0.3), gaussian(rng, m, 16)
     stats = Moments(16).update(reference).stats()
-    ref = Reference.from_statistics(stats["mu"], stats["sigma"]) if how == "statistics" else (
-        Reference.from_features(reference))
+    ref = FidReference.from_statistics(stats["mu"], stats["sigma"]) if how == "statistics" else (
+        FidReference.from_features(reference))
     expected = frechet_distance(Moments(16).update(samples).stats(), stats)
     assert fid(samples, ref) == pytest.approx(expected, rel=1e-7)
 
@@ -34,7 +34,7 @@ def paired_cells(rng, shift_b=0.0, noise=0.05, n=300, d=8):
 def test_identical_cells_differ_by_exactly_zero_and_are_tied():
     rng = np.random.default_rng(1)
     a, _ = paired_cells(rng)
-    ref = Reference.from_features(gaussian(rng, 500, 8))
+    ref = FidReference.from_features(gaussian(rng, 500, 8))
     resampled = bootstrap_fids([a, a.copy()], ref, resamples=50)
     result = difference(fid(a, ref), fid(a, ref), resampled[0], resampled[1],
                         lambda: sign_flip_p_value(a, a.copy(), ref, permutations=19))
@@ -44,7 +44,7 @@ def test_identical_cells_differ_by_exactly_zero_and_are_tied():
 def test_pairing_narrows_the_interval_of_a_difference():
     rng = np.random.default_rng(2)
     a, b = paired_cells(rng, shift_b=0.1)
-    ref = Reference.from_features(gaussian(rng, 500, 8))
+    ref = FidReference.from_features(gaussian(rng, 500, 8))
     resampled = bootstrap_fids([a, b], ref, resamples=300)
     paired = difference(fid(a, ref), fid(b, ref), resampled[0], resampled[1],
                         lambda: sign_flip_p_value(a, b, ref))
@@ -55,7 +55,7 @@ def test_pairing_narrows_the_interval_of_a_difference():
 
 def test_cells_of_different_sizes_cannot_be_paired():
     rng = np.random.default_rng(3)
-    ref = Reference.from_features(gaussian(rng, 100, 4))
+    ref = FidReference.from_features(gaussian(rng, 100, 4))
     with pytest.raises(ValueError, match="same samples"):
         bootstrap_fids([gaussian(rng, 20, 4), gaussian(rng, 30, 4)], ref, resamples=5)
 
@@ -64,7 +64,7 @@ def test_cells_of_different_sizes_cannot_be_paired():
 def test_batched_resamples_equal_fid_of_each_resampled_set(reference_images):
     rng = np.random.default_rng(3)
     features, real = rng.normal(size=(50, 16)), rng.normal(0.2, 1.3, size=(reference_images, 16))
-    reference = Reference.from_features(real)
+    reference = FidReference.from_features(real)
     indices = np.random.default_rng(0).integers(0, 50, size=(7, 50))
     expected = [fid(features[i], reference) for i in indices]
     assert bootstrap_fids([features], reference, resamples=7)[0] == pytest.approx(expected, rel=1e-9)
@@ -74,7 +74,7 @@ def test_batched_resamples_equal_fid_of_each_resampled_set(reference_images):
 def test_swapped_fids_equal_fid_of_each_swapped_pair_of_cells(reference_images):
     rng = np.random.default_rng(4)
     a, b = paired_cells(rng, shift_b=0.2, n=40)
-    reference = Reference.from_features(gaussian(rng, reference_images, 8))
+    reference = FidReference.from_features(gaussian(rng, reference_images, 8))
     swaps = rng.random((6, 40)) < 0.5
     fid_a, fid_b = permuted_fids(a, b, reference, swaps)
     assert fid_a == pytest.approx([fid(np.where(s[:, None], b, a), reference) for s in swaps], rel=1e-9)
@@ -84,7 +84,7 @@ def test_swapped_fids_equal_fid_of_each_swapped_pair_of_cells(reference_images):
 def test_the_permutation_p_value_is_small_for_a_clear_difference_and_never_below_its_floor():
     rng = np.random.default_rng(5)
     a, b = paired_cells(rng, shift_b=0.3)
-    reference = Reference.from_features(gaussian(rng, 500, 8))
+    reference = FidReference.from_features(gaussian(rng, 500, 8))
     assert sign_flip_p_value(a, b, reference, permutations=99) == pytest.approx(1 / 100)
 
 
@@ -93,7 +93,7 @@ def test_the_permutation_test_stops_once_the_answer_is_no():
     rng = np.random.default_rng(6)
     a = gaussian(rng, 100, 8)
     b = gaussian(rng, 100, 8)
-    reference = Reference.from_features(gaussian(rng, 500, 8))
+    reference = FidReference.from_features(gaussian(rng, 500, 8))
     p = sign_flip_p_value(a, b, reference, permutations=99)
     assert p > 0.05 and (5 / p) == pytest.approx(round(5 / p))
 
@@ -101,7 +101,7 @@ def test_the_permutation_test_stops_once_the_answer_is_no():
 def test_a_difference_far_beyond_its_bootstrap_spread_skips_the_permutation_test():
     rng = np.random.default_rng(7)
     a, b = paired_cells(rng, shift_b=0.5)
-    reference = Reference.from_features(gaussian(rng, 500, 8))
+    reference = FidReference.from_features(gaussian(rng, 500, 8))
     resampled = bootstrap_fids([a, b], reference, resamples=100)
 
     def no_test():

@@ -57,6 +57,7 @@ def test_altered_features_leave_ranks_by_value_with_a_note(results, tmp_path):
     assert "Paired statistics left out" in board and "rank (FID)" in board
 
 
+@pytest.mark.slow   # a second run of the suite (~45 s)
 def test_against_a_run_with_stored_features_compares_fid_paired(results, tmp_path):
     import shutil
     baseline = tmp_path / "baseline"

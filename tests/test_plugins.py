@@ -74,7 +74,8 @@ def test_loading_the_same_plugin_twice_is_a_no_op(tmp_path):
 
 
 def test_editing_a_plugin_changes_the_cell_key(write_suite, tmp_path):
-    from bench.run.runner import cell_key, prepare
+    from bench.run.runner import cell_key
+    from bench.run.suite import prepare
     suite = write_suite(TINY_SUITE.replace('method = "ddim"', 'method = "my-ddim"'))
     plugin = write_plugin(tmp_path)
     keys = []

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-import bench.run.runner
+import bench.run.cell
+import bench.run.suite
 from bench.config import load_suite
 from bench.paths import REPO_ROOT
 from bench.quality.metrics import protocol_fingerprint
@@ -47,7 +48,8 @@ def earlier_rows(tmp_path_factory):
     """A tiny suite run under the earlier fingerprint rule, then re-keyed."""
     directory = tmp_path_factory.mktemp("refingerprint")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(bench.run.runner, "protocol_fingerprint", earlier_fingerprint)
+        for module in (bench.run.cell, bench.run.suite):   # the cell key's and the stored reference's
+            patch.setattr(module, "protocol_fingerprint", earlier_fingerprint)
         results = run_suite_text(directory, TINY_SUITE)
     before = (results / "tiny" / "rows.jsonl").read_text()
     done = refingerprint(results, "tiny")

@@ -8,7 +8,7 @@ import torch
 from bench.data.degradation import (SKETCH_BLOCK, SKETCH_LEVELS, inpaint_masks, lowres_of,
                                     sketch_of, stroke_mask)
 from bench.data.quantize import to_uint8
-from bench.run.tasks import Task, TaskInputs
+from bench.run.tasks import Img2Img, Inpainting, SuperResolution, TaskInputs
 from bench.store import ResultStore
 from tests.helpers import TINY_EDM_MODEL, run_suite_text
 
@@ -56,7 +56,7 @@ def test_inpainting_metrics_count_the_hole_for_fidelity_and_the_rest_for_consist
     value = int(output[0, 0, 0, 0])
     output[0, 0, 0, 0] = value + 9 if value < 200 else value - 9   # a known pixel moved 9 levels
     output[:, :, 4:12, 4:12] = 0                                # the hole filled with black
-    scores = Task("inpaint", "centre").per_image(output, inputs_of(original, mask), 0)
+    scores = Inpainting("centre").per_image(output, inputs_of(original, mask), 0)
     hole = to_uint8(original)[:, 0, 4:12, 4:12].double()
     expected_psnr = 10 * torch.log10(255 ** 2 / hole.square().flatten(1).mean(1))
     assert scores["known_error"].tolist() == [9.0, 0.0]
@@ -68,21 +68,21 @@ def test_an_exactly_reproduced_hole_counts_at_the_rounding_noise_psnr_not_infini
     mask = inpaint_masks("centre", (1, 16, 16), range(2))
     output = to_uint8(original)
     output[1, :, 4:12, 4:12] = 0
-    psnr = Task("inpaint", "centre").per_image(output, inputs_of(original, mask), 0)["psnr"]
+    psnr = Inpainting("centre").per_image(output, inputs_of(original, mask), 0)["psnr"]
     assert psnr[0] == pytest.approx(10 * math.log10(255 ** 2 * 12)) and psnr[1] < 20
 
 
 def test_img2img_compares_with_the_guide():
     original = torch.rand(2, 1, 8, 8) * 2 - 1
     guide = sketch_of(original)
-    scores = Task("img2img").per_image(to_uint8(guide), TaskInputs(original, guide, {}), 0)
+    scores = Img2Img().per_image(to_uint8(guide), TaskInputs(original, guide, {}), 0)
     assert scores["psnr"].tolist() == [float("inf")] * 2 and scores["ssim"].tolist() == [1.0, 1.0]
 
 
 def test_a_superres_grid_shows_the_lr_input_pixel_replicated():
     original = torch.rand(2, 1, 8, 8) * 2 - 1
     lowres = lowres_of(original, 4)
-    shown = Task("superres").shown(TaskInputs(original, lowres, {}))
+    shown = SuperResolution().shown(TaskInputs(original, lowres, {}))
     assert shown.shape == (2, 1, 8, 8)
     assert torch.equal(shown[0, 0, :4, :4], to_uint8(lowres)[0, 0, 0, 0].expand(4, 4))
 

@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from bench.data.datasets import ImageDataset, load_dataset
+from bench.data.datasets import ImageDataset, as_dataset
 from bench.models.checkpoints import load_checkpoint, published_or_trained
 from bench.models.training import TrainBudget, train
 from methods.classifier_guidance import NoiseAwareClassifier, classifier_loss
@@ -35,9 +35,9 @@ def classifier_name(dataset: ImageDataset) -> str:
     return f"classifier-{dataset.name}"
 
 
-def load_classifier(dataset_spec: str, device: str = "cpu") -> LoadedClassifier:
+def load_classifier(dataset_spec: "ImageDataset | str", device: str = "cpu") -> LoadedClassifier:
     """The dataset's noise-aware classifier, trained first when neither published nor cached."""
-    dataset = load_dataset(dataset_spec)
+    dataset = as_dataset(dataset_spec)
     if dataset.labels is None:
         raise DiffbenchError(f"classifier guidance needs class labels and dataset {dataset.name!r} "
                              "has none: use a labelled dataset or an unguided method")

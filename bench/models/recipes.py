@@ -244,7 +244,7 @@ def find_model(recipe: ModelRecipe, dataset: ImageDataset, snapshots: tuple[int,
 def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
     """Load the recipe's published or cached checkpoint, training (or resuming) it first when
     there is none."""
-    recipe, dataset, objective = _bound(recipe)
+    recipe, dataset, objective = bound_recipe(recipe)
     final = find_model(recipe, dataset) or _train_recipe(recipe, dataset, objective)
     return _load(recipe, objective, final, device)
 
@@ -252,12 +252,19 @@ def ensure_trained(recipe: ModelRecipe, device: str = "cpu") -> LoadedModel:
 def ensure_snapshots(recipe: ModelRecipe, steps: tuple[int, ...], device: str = "cpu") -> dict[int, LoadedModel]:
     """The recipe's EMA weights after each of `steps` (a training curve's checkpoints), training
     it again into the cache when they are not all beside a published or cached model."""
-    recipe, dataset, objective = _bound(recipe)
+    recipe, dataset, objective = bound_recipe(recipe)
     final = find_model(recipe, dataset, steps) or _train_recipe(recipe, dataset, objective, steps)
     return {step: _load(recipe, objective, snapshot_path(final.parent, step), device) for step in steps}
 
 
-def _bound(recipe: ModelRecipe):
+def is_trained(recipe: ModelRecipe) -> bool:
+    """Whether the recipe's weights are published or cached (nothing to train)."""
+    recipe, dataset, _ = bound_recipe(recipe)
+    return find_model(recipe, dataset) is not None
+
+
+def bound_recipe(recipe: ModelRecipe):
+    """The recipe sized for its dataset, the dataset, and its objective."""
     dataset = load_dataset(recipe.dataset)
     if recipe.network.num_classes and dataset.labels is None:
         raise DiffbenchError(f"recipe {recipe.name!r} is class-conditional but dataset "

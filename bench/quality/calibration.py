@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.quality.paired import Reference, bootstrap_fids, difference, fid, sign_flip_p_value
+from bench.quality.paired import FidReference, bootstrap_fids, difference, fid, sign_flip_p_value
 
 Draw = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 
@@ -53,11 +53,11 @@ class Outcome:
     by_bootstrap: int         # decisions the bootstrap made alone (|difference| > CLEAR_Z sd)
 
 
-def reference_for(d: int, seed: int = 12345, count: int = 5000) -> Reference:
-    return Reference.from_features(np.random.default_rng(seed).standard_normal((count, d)) * scales(d))
+def reference_for(d: int, seed: int = 12345, count: int = 5000) -> FidReference:
+    return FidReference.from_features(np.random.default_rng(seed).standard_normal((count, d)) * scales(d))
 
 
-def expected_difference(scenario: Scenario, reference: Reference, n: int, d: int,
+def expected_difference(scenario: Scenario, reference: FidReference, n: int, d: int,
                         draws: int = 2000, seed: int = 777) -> float:
     """E FID_a - E FID_b at n samples, by Monte Carlo (0 exactly for an A/A scenario)."""
     if scenario.null:

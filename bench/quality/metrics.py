@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from bench.data.datasets import load_dataset
+from bench.data.datasets import ImageDataset, as_dataset
 from bench.data.quantize import QUANTISATION, to_uint8
 from bench.paths import atomic_write, cache_dir
 from bench.quality.distances import CMMD, DENSITY_COVERAGE
@@ -131,8 +131,8 @@ def statistics_hash(stats: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def _reference_path(extractor: Extractor, dataset_spec: str, split: str, what: str):
-    dataset = load_dataset(dataset_spec)
+def _reference_path(extractor: Extractor, dataset: "ImageDataset | str", split: str, what: str):
+    dataset = as_dataset(dataset)
     name = f"{dataset.content_hash}-{split}-{extractor.name}-{extractor.weights_sha256[:16]}"
     return cache_dir() / "stats" / f"{name}.{what}.npz"
 
@@ -184,25 +184,25 @@ def read_statistics_file(path, feature_dim: int | None, what: str) -> tuple[dict
     return {"mu": mu, "sigma": sigma}, count, hashlib.sha256(raw).hexdigest()
 
 
-def reference_features(extractor: Extractor, dataset_spec: str, split: str) -> torch.Tensor:
+def reference_features(extractor: Extractor, dataset: "ImageDataset | str", split: str) -> torch.Tensor:
     """The feature-layer features of a dataset split, computed once and cached."""
-    path = _reference_path(extractor, dataset_spec, split, "features")
+    path = _reference_path(extractor, dataset, split, "features")
     cached = _load_cached(path, ["features"])
     if cached is not None:
         return torch.from_numpy(cached["features"])
-    images, _ = load_dataset(dataset_spec).split(split)
+    images, _ = as_dataset(dataset).split(split)
     features = extract(extractor, to_uint8(images))[extractor.feature_layer]
     _save_cached(path, features=features.numpy())
     return features
 
 
-def reference_statistics(extractor: Extractor, dataset_spec: str, split: str) -> tuple[dict, int]:
+def reference_statistics(extractor: Extractor, dataset: "ImageDataset | str", split: str) -> tuple[dict, int]:
     """FID statistics of a dataset split, computed once and cached; returns (stats, count)."""
-    path = _reference_path(extractor, dataset_spec, split, "stats")
+    path = _reference_path(extractor, dataset, split, "stats")
     cached = _load_cached(path, ["mu", "sigma", "count"])
     if cached is not None:
         return {"mu": cached["mu"], "sigma": cached["sigma"]}, int(cached["count"])
-    features = reference_features(extractor, dataset_spec, split)
+    features = reference_features(extractor, dataset, split)
     stats = fid_statistics(features)
     _save_cached(path, mu=stats["mu"], sigma=stats["sigma"], count=len(features))
     return stats, len(features)
@@ -243,10 +243,10 @@ def metric_settings(metrics, n_samples: int, reference_count: int) -> dict:
     return settings
 
 
-def fid_protocol(extractor: Extractor, dataset_spec: str, split: str, stats: dict,
+def fid_protocol(extractor: Extractor, dataset: "ImageDataset | str", split: str, stats: dict,
                  reference_count: int, n_samples: int, metrics=("fid",)) -> dict:
     """The metric protocol fingerprint stored with every row."""
-    dataset = load_dataset(dataset_spec)
+    dataset = as_dataset(dataset)
     return _protocol(extractor, {"dataset": dataset.name, "dataset_hash": dataset.content_hash,
                                  "split": split, "count": reference_count,
                                  "statistics_hash": statistics_hash(stats)},

@@ -41,19 +41,19 @@ DECISION = ("a paired permutation test over the shared seeds, p <= 0.05; the int
 
 
 @dataclasses.dataclass(frozen=True)
-class Reference:
+class FidReference:
     """What FID needs of a fixed reference: its mean, a root of its covariance, and the trace."""
     mu: np.ndarray
     root: np.ndarray          # R with Sigma_r = R^T R
     trace: float
 
     @classmethod
-    def from_statistics(cls, mu, sigma) -> "Reference":
+    def from_statistics(cls, mu, sigma) -> "FidReference":
         sigma = np.asarray(sigma, dtype=np.float64)
         return cls(np.asarray(mu, dtype=np.float64), psd_sqrt(sigma), float(np.trace(sigma)))
 
     @classmethod
-    def from_features(cls, features) -> "Reference":
+    def from_features(cls, features) -> "FidReference":
         features = np.asarray(features, dtype=np.float64)
         centred = features - features.mean(0)
         root = centred / np.sqrt(len(features) - 1)
@@ -62,7 +62,7 @@ class Reference:
         return cls(features.mean(0), root, float((root ** 2).sum()))
 
 
-def fid(features: np.ndarray, reference: Reference) -> float:
+def fid(features: np.ndarray, reference: FidReference) -> float:
     """Frechet distance of `features` (n x d) to the reference (the same number torch-fidelity's
     FID gives from the same statistics, up to floating point)."""
     features = np.asarray(features, dtype=np.float64)
@@ -74,7 +74,7 @@ def fid(features: np.ndarray, reference: Reference) -> float:
     return float(((mu - reference.mu) ** 2).sum() + trace + reference.trace - 2 * cross)
 
 
-def bootstrap_fids(cells: list[np.ndarray], reference: Reference, resamples: int = RESAMPLES,
+def bootstrap_fids(cells: list[np.ndarray], reference: FidReference, resamples: int = RESAMPLES,
                    seed: int = 0) -> np.ndarray:
     """FID of every cell on the same resampled sample indices: cells x resamples. All cells
     must hold the same samples' features in the same (seed) order."""
@@ -88,7 +88,7 @@ def bootstrap_fids(cells: list[np.ndarray], reference: Reference, resamples: int
     return np.array([resampled_fids(cell, reference, counts) for cell in cells])
 
 
-def resampled_fids(features: np.ndarray, reference: Reference, counts: np.ndarray,
+def resampled_fids(features: np.ndarray, reference: FidReference, counts: np.ndarray,
                    chunk: int = 50) -> np.ndarray:
     """`fid` of each resample, a resample given by how often it draws each sample (a row of
     `counts`): its moments are count-weighted sums, and in the reference root's projection
@@ -109,7 +109,7 @@ def resampled_fids(features: np.ndarray, reference: Reference, counts: np.ndarra
     return np.concatenate(out)
 
 
-def permuted_fids(a: np.ndarray, b: np.ndarray, reference: Reference, swaps: np.ndarray,
+def permuted_fids(a: np.ndarray, b: np.ndarray, reference: FidReference, swaps: np.ndarray,
                   ) -> tuple[np.ndarray, np.ndarray]:
     """`fid` of both cells after each swap pattern (a row of `swaps`, 1 where sample i's two
     images change cells): cell a' holds b_i where swapped and a_i elsewhere, b' the rest. In the
@@ -139,7 +139,7 @@ def permuted_fids(a: np.ndarray, b: np.ndarray, reference: Reference, swaps: np.
     return fids(mu_a, squares_a, ymu_a, gram_a), fids(mu_b, squares_b, ymu_b, gram_b)
 
 
-def sign_flip_p_value(a: np.ndarray, b: np.ndarray, reference: Reference,
+def sign_flip_p_value(a: np.ndarray, b: np.ndarray, reference: FidReference,
                       permutations: int = PERMUTATIONS, seed: int = 0, chunk: int = 20) -> float:
     """Two-sided p-value of FID_a - FID_b = 0 by the paired permutation test: under H0 the two
     images of each sample index are exchangeable (the two cells are one method), so swapping

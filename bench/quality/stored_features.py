@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.paths import atomic_write
-from bench.quality.paired import Reference
+from bench.quality.paired import FidReference
 from methods.errors import DiffbenchError
 
 FEATURES_DIR = "features"
@@ -108,10 +108,10 @@ def save_reference(results_dir: Path, fingerprint: str, stats: dict, features: n
     return {"path": relative, "sha256": _write(Path(results_dir) / relative, data)}
 
 
-def load_reference(results_dir: Path, ref: dict) -> Reference:
+def load_reference(results_dir: Path, ref: dict) -> FidReference:
     stored = _read(results_dir, ref["path"], ref["sha256"], set())
     if "features" in stored:
-        return Reference.from_features(stored["features"])
+        return FidReference.from_features(stored["features"])
     if {"mu", "sigma"} <= set(stored):
-        return Reference.from_statistics(stored["mu"], stored["sigma"])
+        return FidReference.from_statistics(stored["mu"], stored["sigma"])
     raise DiffbenchError(f"{ref['path']!r} holds neither reference features nor mu and sigma")

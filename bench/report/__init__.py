@@ -295,17 +295,10 @@ def markdown_report(r: Rendered) -> str:
 
 
 def markdown_comparison(r: Rendered) -> list[str]:
-    deltas, only_current, only_baseline = r.comparison
-    esc, number = markdown.escape, comparison.number
-    lines = [f"## Against {esc(r.against)}", "", esc(comparison.RULES), "",
-             "| cell | quantity | baseline | current | change | interval | verdict |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {esc(d.cell)} | {esc(d.quantity)} | {number(d.baseline)} | {number(d.current)} | "
-              f"{number(d.change)} | {'n/a' if d.interval is None else '± ' + number(d.interval)} | "
-              f"{esc(d.verdict)} |" for d in deltas]
-    lines += [""] + [f"- only in this result set: {esc(c)}" for c in only_current]
-    lines += [f"- only in the baseline: {esc(c)}" for c in only_baseline]
-    return lines + [""]
+    header, body, unmatched = comparison.comparison_table(*r.comparison)
+    return ([f"## Against {markdown.escape(r.against)}", "", markdown.escape(comparison.RULES), ""]
+            + markdown.text_table(comparison.TABLE_TITLE, header, body)
+            + [f"- {markdown.escape(line)}" for line in unmatched] + [""])
 
 
 def html_report(r: Rendered, out: Path) -> str:
@@ -333,17 +326,6 @@ def html_report(r: Rendered, out: Path) -> str:
 
 
 def html_comparison(r: Rendered) -> tuple[str, str]:
-    deltas, only_current, only_baseline = r.comparison
-    number = comparison.number
-    heads = "".join(f"<th>{h}</th>" for h in ("cell", "quantity", "baseline", "current", "change",
-                                               "interval", "verdict"))
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.esc(v)}</td>" for v in (
-            d.cell, d.quantity, number(d.baseline), number(d.current), number(d.change),
-            "n/a" if d.interval is None else "± " + number(d.interval), d.verdict)) + "</tr>"
-        for d in deltas)
-    extra = [f"only in this result set: {c}" for c in only_current]
-    extra += [f"only in the baseline: {c}" for c in only_baseline]
+    header, body, unmatched = comparison.comparison_table(*r.comparison)
     return (f"Against {r.against}", html.paragraphs([comparison.RULES])
-            + f'<div class="scroll"><table class="sortable"><thead><tr>{heads}</tr></thead>'
-            f"<tbody>{body}</tbody></table></div>" + html.paragraphs(extra))
+            + html.text_table(comparison.TABLE_TITLE, header, body) + html.paragraphs(unmatched))

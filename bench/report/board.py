@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.quality.paired import DECISION
-from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value
+from bench.rows import Row, higher_is_better, is_scored, metric_error, metric_value, subfield
 
 TASK_TITLES = {"generate": "Generation", "superres": "Super-resolution", "img2img": "Image-to-image",
                "inpaint": "Inpainting", "denoise": "Denoising", "anagram": "Anagrams and hybrids",
@@ -76,7 +76,7 @@ class Board:
     @property
     def title(self) -> str:
         title = TASK_TITLES.get(self.group.task, self.group.task)
-        mask = (self.group.rows[0]["protocol"].get("inpaint") or {}).get("mask")
+        mask = subfield(self.group.rows[0]["protocol"], "inpaint", "mask")
         title += f" (mask: {mask})" if mask else ""
         level = self.group.rows[0]["protocol"].get("denoise")
         title += f" (t = {level['t']}, sigma = {level['sigma']:.3f})" if level else ""
@@ -120,7 +120,7 @@ def _overhead(key):
 
 
 def _classifier(key):
-    return lambda r: (r.get("classifier") or {}).get(key)
+    return lambda r: subfield(r, "classifier", key)
 
 
 COST_COLUMNS = [
@@ -218,9 +218,9 @@ def to_uncertainty(value: float, error: float) -> tuple[str, str]:
     return f"{round(value, decimals):.0f}", f"{round(error, decimals):.0f}"
 
 
-def model_identity(row: Row) -> str:
-    """Rows with the same identity sample from the same network ("" for none)."""
-    return "scored" if is_scored(row) else (row["model"] or {}).get("checkpoint_sha256", "")
+def network_key(row: Row) -> str:
+    """Rows with the same key sample from the same network ("" for none)."""
+    return "scored" if is_scored(row) else subfield(row, "model", "checkpoint_sha256", default="")
 
 
 def model_text(row: Row) -> str:
@@ -292,8 +292,8 @@ def build_board(group: Group, ranks: bool = True, across_models: bool = False, p
         rows = sorted(group.rows, key=row_order)
         parts = [0] * len(rows)
     else:
-        rows = sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r)))
-        parts = [model_identity(r) for r in rows]
+        rows = sorted(group.rows, key=lambda r: (model_text(r), network_key(r), row_order(r)))
+        parts = [network_key(r) for r in rows]
     columns = columns_for(rows, ranks)
     by_column: list[list[Cell]] = []
     for column in columns:
@@ -344,13 +344,13 @@ def pivot(group: Group, metric: str = "fid", pairs=None) -> tuple[list[tuple[str
     errors: dict[tuple[tuple[str, str], int], float | None] = {}
     keys: dict[tuple[tuple[str, str], int], str] = {}
     identity: dict[tuple[str, str], str] = {}
-    for row in sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r))):
+    for row in sorted(group.rows, key=lambda r: (model_text(r), network_key(r), row_order(r))):
         value = metric_value(row, metric) if ok(row) else None
         if value is not None and row["nfe"] is not None:
             name, nfe = (line_name(row), model_text(row)), int(row["nfe"])
             values[(name, nfe)], errors[(name, nfe)] = value, metric_error(row, metric)
             keys[(name, nfe)] = row["cell_key"]
-            identity[name] = model_identity(row)
+            identity[name] = network_key(row)
     names = list(dict.fromkeys(k[0] for k in values))
     nfes = sorted({k[1] for k in values})
     higher = higher_is_better(group.rows[0], metric)
@@ -373,10 +373,10 @@ def time_pivot(group: Group) -> tuple[list[tuple[str, str]], list[int], list[lis
     overhead in situ (x: sampling time over the time inside the denoiser's own calls) where
     measured, which says what a solver's arithmetic costs whatever the machine's speed."""
     cells: dict[tuple[tuple[str, str], int], Cell] = {}
-    for row in sorted(group.rows, key=lambda r: (model_text(r), model_identity(r), row_order(r))):
+    for row in sorted(group.rows, key=lambda r: (model_text(r), network_key(r), row_order(r))):
         ms = ms_per_image(row) if ok(row) else None
         if ms is not None and row["nfe"]:
-            in_situ = (row["overhead"] or {}).get("ratio_in_situ")
+            in_situ = subfield(row, "overhead", "ratio_in_situ")
             text = f"{ms:.3g}" + (f" (×{in_situ:.3f})" if in_situ else "")
             cells[((line_name(row), model_text(row)), int(row["nfe"]))] = Cell(text, ms)
     names = list(dict.fromkeys(k[0] for k in cells))

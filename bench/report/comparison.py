@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.quality.paired import DECISION
 from bench.report.board import METRIC_HEADERS, hparams_text, ms_per_image, ok
 from bench.report.gate import cell_identity, paired_fid_difference
-from bench.rows import Row, higher_is_better, metric_error, metric_value, time_iqr
+from bench.rows import Row, higher_is_better, metric_error, metric_value, subfield, time_iqr
 from bench.speed_regression import judge
 
 TIME_MIN_EFFECT = 0.05
@@ -77,7 +77,7 @@ def compare_time(current: Row, baseline: Row) -> Delta | None:
     a, b = ms_per_image(current), ms_per_image(baseline)
     if a is None or b is None:
         return None
-    rounds_now, rounds_before = ((r["time_per_image_s"] or {}).get("rounds") or []
+    rounds_now, rounds_before = (subfield(r, "time_per_image_s", "rounds", default=[])
                                  for r in (current, baseline))
     spread = math.hypot(time_iqr(current), time_iqr(baseline)) * 1e3
     interval = max(spread, TIME_MIN_EFFECT * b)
@@ -130,3 +130,19 @@ RULES = ("FID (paired): the change is called only when it is significant by "
          "change is called only when it exceeds 2 x the combined standard error of the two rows; a time change only when it exceeds 5 % and a Mann-Whitney test on the timed "
          "rounds gives p < 0.01 (\"too few rounds\" when no outcome of that many rounds could), or, "
          "for rows without rounds, the combined spread of timed rounds.")
+
+
+TABLE_TITLE = "Each cell against the baseline"
+
+
+def comparison_table(deltas: list[Delta], only_current: list[str], only_baseline: list[str]
+                     ) -> tuple[list[str], list[list[str]], list[str]]:
+    """The comparison as plain texts, for every format: header, one line per quantity compared,
+    and the cells found on one side only."""
+    header = ["cell", "quantity", "baseline", "current", "change", "interval", "verdict"]
+    body = [[d.cell, d.quantity, number(d.baseline), number(d.current), number(d.change),
+             "n/a" if d.interval is None else "± " + number(d.interval), d.verdict] for d in deltas]
+    unmatched = ([f"only in this result set: {c}" for c in only_current]
+                 + [f"only in the baseline: {c}" for c in only_baseline])
+    return header, body, unmatched
+

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from scipy import stats
 
 from bench.report.board import ok
-from bench.rows import metric_error, metric_value
+from bench.rows import metric_error, metric_value, subfield
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def series_name(row: dict, varying: list[str]) -> str:
 def interval(row: dict) -> tuple[float, float]:
     """FID's 95 % interval from the seed blocks (the value alone when none is stored)."""
     fid, error = metric_value(row, "fid"), metric_error(row, "fid")
-    blocks = (row["metrics"]["fid"]["uncertainty"] or {}).get("blocks", 0)
+    blocks = subfield(row["metrics"]["fid"], "uncertainty", "blocks", default=0)
     if error is None or blocks < 2:
         return fid, fid
     half = float(stats.t.ppf(0.975, blocks - 1)) * error

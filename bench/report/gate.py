@@ -28,7 +28,7 @@ from bench.quality.paired import Difference, bootstrap_fids, difference, sign_fl
 from bench.quality.stored_features import load_cell_features, load_reference
 from bench.report.markdown import text_table
 from bench.report.text import clean_text
-from bench.rows import Row, metric_error, metric_value
+from bench.rows import Row, metric_error, metric_value, subfield
 from bench.speed_regression import (ALPHA, MIN_EFFECT, Timings, compare_speed, load_timings,
                                     same_machine, judge)
 from bench.store import read_rows
@@ -107,7 +107,7 @@ def paired_fid_difference(current: Row, baseline: Row, current_dir: Path | None,
 
 
 def speed_check(current: Row, baseline: Row, options: GateOptions) -> Check:
-    rounds = [(row["time_per_image_s"] or {}).get("rounds") or [] for row in (baseline, current)]
+    rounds = [subfield(row, "time_per_image_s", "rounds", default=[]) for row in (baseline, current)]
     if min(map(len, rounds)) < 2:
         return Check(UNJUDGED, "no timed rounds on both sides")
     ratio, p, verdict = judge(rounds[0], rounds[1], options.min_effect, options.alpha)
@@ -157,7 +157,7 @@ def quality_check(current: Row, baseline: Row | None, current_dir, baseline_dir,
     fid = metric_value(current, "fid")
     if fid is None:
         return Check(UNJUDGED, "no FID")
-    window = options.fid_window or (current["gate"] or {}).get("fid")
+    window = options.fid_window or subfield(current, "gate", "fid")
     checks = ([window_check(fid, window)] if window else []) + (
         [change_check(current, baseline, current_dir, baseline_dir)]
         if baseline is not None and metric_value(baseline, "fid") is not None else [])

@@ -11,8 +11,8 @@ from pathlib import Path
 from bench.quality.paired import (LEVEL, Difference, bootstrap_fids, difference, mean_difference,
                                   sign_flip_p_value)
 from bench.quality.stored_features import load_cell_features, load_cell_per_image, load_reference
-from bench.report.board import METRIC_HEADERS, line_name, model_identity, ok
-from bench.rows import Row, metric_error, metric_value
+from bench.report.board import METRIC_HEADERS, line_name, network_key, ok
+from bench.rows import Row, metric_error, metric_value, subfield
 
 Z = 1.96      # the normal quantile of a two-sided 95 % interval, for the unpaired comparison
 
@@ -50,7 +50,7 @@ class Pairs:
             for b in self.rows[i + 1:]:
                 unpaired = self.unpaired_width(a, b)
                 found = self.differences[(a["cell_key"], b["cell_key"])]
-                same_model = model_identity(a) == model_identity(b)
+                same_model = network_key(a) == network_key(b)
                 if same_model and unpaired and found.high > found.low:
                     ratios.append(unpaired / (found.high - found.low))
         return ratios
@@ -93,7 +93,7 @@ def nfe_columns(pairs: Pairs) -> list[NfeColumn]:
     groups: dict[tuple[str, float], list[Row]] = {}
     for row in pairs.rows:
         if row["nfe"]:
-            groups.setdefault((model_identity(row), row["nfe"]), []).append(row)
+            groups.setdefault((network_key(row), row["nfe"]), []).append(row)
     return [NfeColumn(nfe, model, rows, pairs.ranks([r["cell_key"] for r in rows]), pairs)
             for (model, nfe), rows in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1]))
             if len(rows) > 1]
@@ -132,8 +132,8 @@ def per_image_lines(title: str, rows: list[Row], results_dir: Path, metric: str)
     """One sentence: each row's mean `metric` (PSNR, SSIM: higher is better) against the best
     row's over the same images, with the paired t interval; rows whose difference is not
     significant are tied with the best. Nothing when fewer than two rows stored the values."""
-    usable = [r for r in rows if ok(r) and metric in ((r.get("paired") or {}).get("features") or {}).get(
-        "per_image", ()) and metric_value(r, metric) is not None]
+    usable = [r for r in rows if ok(r) and metric_value(r, metric) is not None
+              and metric in subfield(r, "paired", "features", "per_image", default=())]
     if len(usable) < 2:
         return []
     values = {r["cell_key"]: load_cell_per_image(results_dir, r["paired"]["features"], metric) for r in usable}

@@ -55,7 +55,8 @@ class SuiteJob:
 
     def __call__(self, number: int | None = None, merge: bool = False) -> int:
         from bench.config import load_suite
-        from bench.run.runner import merge_split_cells, prepare, run_suite
+        from bench.run.runner import merge_split_cells, run_suite
+        from bench.run.suite import prepare
         config = load_suite(self.suite, inception_weights=self.inception_weights, plugins=self.plugins)
         root = Path(self.results_root)
         if merge:

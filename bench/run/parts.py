@@ -56,7 +56,7 @@ def _scores_from(prefix: str, tensors: dict, meta: dict) -> BatchScores:
 
 
 def save_part(path: Path, outcomes: list, memory: dict) -> None:
-    """A part's batch outcomes (bench.run.runner.BatchOutcome, with their scores), written
+    """A part's batch outcomes (bench.run.batch.BatchOutcome, with their scores), written
     whole or not at all."""
     tensors, batches = {}, []
     for outcome in outcomes:

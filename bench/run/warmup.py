@@ -12,6 +12,7 @@ import dataclasses
 import torch
 
 from bench.run.cost import CountingDenoiser, Stopwatch
+from bench.run.tasks import Denoising
 from methods.base import PerSampleRNG
 from methods.gits import FINE_LEVELS, WARMUP_SAMPLES, gits_costs, gits_levels
 from methods.schedules import WARMUP_SCHEDULES, karras_sigmas, stand_in
@@ -64,7 +65,7 @@ def warmed_up(run):
     """The run as it samples (a warm-up schedule replaced by the levels it found, tuned
     hyper-parameters filled in) and the warm-up's record for the row (None when the cell needs
     none)."""
-    if run.method.tune is not None and run.task.name == "denoise":
+    if run.method.tune is not None and isinstance(run.task, Denoising):
         return tuned(run)
     if run.hparams.get("schedule") not in WARMUP_SCHEDULES:
         return run, None

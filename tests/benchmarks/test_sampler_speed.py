@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.config import SuiteConfig
+from bench.config import CellSpec, SuiteConfig
 from bench.data.datasets import load_dataset
 from bench.models.recipes import default_recipe_name, resolve_recipe, untrained_denoiser
 from bench.run.cost import synchronize
-from bench.run.runner import class_labels, sampler_condition
-from bench.run.tasks import Task
+from bench.run.batch import class_labels, sampler_condition
+from bench.run.tasks import Denoising, Task
+from bench.run.tasks import task_of as cell_task
 from methods import METHODS, PerSampleRNG
 from methods.classifier_guidance import NoiseAwareClassifier, log_prob_gradient
 
@@ -32,8 +33,7 @@ SETTINGS = {"gaussian-blur": {"kernel_size": 27, "blur_sigma": 2.6903}}   # mnis
 
 
 def task_of(method) -> Task:
-    return Task(method.task, "centre" if method.task == "inpaint" else "",
-                DENOISE_T if method.task == "denoise" else 0)
+    return Denoising(DENOISE_T) if method.task == "denoise" else cell_task(method, CellSpec(method.name, STEPS))
 
 
 def random_denoiser(kind: str) -> torch.nn.Module:

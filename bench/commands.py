@@ -114,7 +114,7 @@ def cmd_ls(args) -> int:
     from bench.listing import as_json, as_text, records
     from bench.plugins import load_plugins
     load_plugins(args.plugin)
-    entries = records(args.what)
+    entries = records(args.what, full=args.json)
     print(as_json(entries) if args.json else as_text(args.what, entries))
     return 0
 

@@ -40,13 +40,15 @@ def limit_record(limit):
     return sorted(limit, key=str) if isinstance(limit, (set, frozenset)) else list(limit)
 
 
-def method_record(name: str, method) -> dict:
+def method_record(name: str, method, nfe: bool = True) -> dict:
+    """A method's record; its planned NFE by step count (a dry run of each library scheduler,
+    seconds for them all) only when asked for."""
     return {"name": name, "origin": str(METHODS.origin(name)), "family": method.family,
             "task": method.task, "model": method.model, "version": method.version,
             "paper": method.paper, "steps": [method.min_steps, method.max_steps],
             "hparams": dict(method.defaults),
             "limits": {key: limit_record(limit) for key, limit in method.limits.items()},
-            "nfe": planned_nfe(method), "classifier_guided": method.classifier,
+            **({"nfe": planned_nfe(method)} if nfe else {}), "classifier_guided": method.classifier,
             "not_installed": method.missing_requirements()}
 
 
@@ -69,10 +71,10 @@ def suite_record(name: str) -> dict:
     return {"name": name, "path": str(find_suite(name))}
 
 
-def records(what: str) -> list[dict]:
-    """Every entry of one list, by name."""
+def records(what: str, full: bool = True) -> list[dict]:
+    """Every entry of one list, by name (`full`: with what only JSON shows, such as NFE tables)."""
     if what == "methods":
-        return [method_record(name, m) for name, m in METHODS.items()]
+        return [method_record(name, m, full) for name, m in METHODS.items()]
     if what == "datasets":
         return [dataset_record(name, loader) for name, loader in DATASETS.items()]
     if what == "metrics":

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bench.config import load_suite
+from bench.data.datasets import load_dataset
 from bench.run.runner import run_suite
 from bench.run.suite import load_models
 from bench.store import ResultStore
@@ -104,8 +105,8 @@ def test_the_scheduler_config_beside_the_unet_sets_the_schedule(write_suite, tmp
     save_unet(tmp_path / "pipe" / "unet")
     diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                             num_train_timesteps=500).save_pretrained(tmp_path / "pipe" / "scheduler")
-    model = load_models(load_suite(str(external_suite(write_suite, "diffusers", tmp_path / "pipe"))),
-                        torch.device("cpu"))[0]["eps"]
+    config = load_suite(str(external_suite(write_suite, "diffusers", tmp_path / "pipe")))
+    model = load_models(config, load_dataset(config.dataset), torch.device("cpu"))[0]["eps"]
     assert model.denoiser.prediction == "v_prediction" and len(model.denoiser.sigmas) == 500
     expected = discrete_alphas_cumprod("squaredcos_cap_v2", 500)
     torch.testing.assert_close(model.denoiser.sigmas, ((1 - expected) / expected).sqrt().float())
@@ -115,7 +116,7 @@ def test_the_projects_own_unet_through_a_factory_reproduces_the_built_in_fid(wri
     builtin = load_suite(str(write_suite(TINY_SUITE.replace('method = "ddpm"\nsteps = [2, 4]',
                                                             'method = "ddim"\nsteps = [5]'))))
     run_suite(builtin, tmp_path / "builtin")
-    trained = load_models(builtin, torch.device("cpu"))[0]["eps"]
+    trained = load_models(builtin, load_dataset(builtin.dataset), torch.device("cpu"))[0]["eps"]
     (tmp_path / "factory.py").write_text(textwrap.dedent(FACTORY))
     network = {k: v for k, v in trained.meta["network"].items() if k != "channel_mult"}
     extra = (f'factory = "{tmp_path / "factory.py"}:make_network"\nparameterization = "eps"\n'

@@ -3,7 +3,7 @@ what each method's task allows, and each model with the schedules its cells need
 from pathlib import Path
 
 from bench.config.spec import SUITE_LIMITS, CellSpec, SuiteConfig
-from bench.data.datasets import load_dataset
+from bench.data.datasets import ImageDataset, load_dataset
 from bench.data.degradation import MASKS
 from bench.models.external import check_options, load_external
 from bench.models.recipes import RECIPES, LoadedModel, model_kinds, suite_recipes, untrained_denoiser
@@ -54,6 +54,7 @@ def validate_suite(config: SuiteConfig, where: str) -> None:
     for _, spec in config.models:
         if not spec.source:
             named(RECIPES, spec.recipe, "model recipe")
+    dataset = load_dataset(config.dataset)   # opened once for every check below
     for cell in config.cells:
         method = named(METHODS, cell.method, "method")
         _check_method_settings(method, cell, where)
@@ -84,9 +85,9 @@ def validate_suite(config: SuiteConfig, where: str) -> None:
             raise DiffbenchError(f"{where}: recipe {recipe.name!r} is class-conditional: denoising "
                                  f"cells run unconditional models; pick one for [models.{kind}]")
         if method.task == "anagram":
-            classes = load_dataset(config.dataset).num_classes if recipe.network.num_classes else 0
+            classes = dataset.num_classes if recipe.network.num_classes else 0
             _check_classes(cell, method, classes, where)
-    _validate_models(config, where)
+    _validate_models(config, dataset, where)
 
 
 def _check_classes(cell: CellSpec, method, classes: int, where: str) -> None:
@@ -185,14 +186,13 @@ def _check_denoising(cell: CellSpec, method, where: str) -> None:
                              "cells run unconditional models; pick an unguided method")
 
 
-def _validate_models(config: SuiteConfig, where: str) -> None:
+def _validate_models(config: SuiteConfig, dataset: ImageDataset, where: str) -> None:
     """Every model the suite's cells need: a recipe whose overrides have the right names, types
     and ranges and whose network builds for the suite's images."""
-    dataset = load_dataset(config.dataset)
     for kind, recipe in suite_recipes(config).items():
         recipe = recipe.for_dataset(dataset).check(f"{where}: [models.{kind}]")
         _check_schedules(config, kind, untrained_denoiser(recipe), f"{where}: [models.{kind}]")
-    for kind, model in load_suite_external(config).items():
+    for kind, model in load_suite_external(config, dataset).items():
         _check_schedules(config, kind, model.denoiser, f"{where}: [models.{kind}]")
 
 
@@ -215,7 +215,7 @@ def _check_schedules(config: SuiteConfig, kind: str, denoiser, what: str) -> Non
                                  "parameterization") from None
 
 
-def load_suite_external(config: SuiteConfig, device: str = "cpu") -> dict[str, LoadedModel]:
+def load_suite_external(config: SuiteConfig, dataset: ImageDataset, device: str = "cpu") -> dict[str, LoadedModel]:
     """Model kind -> loaded external model, for the suite's kinds given a `source`. A safetensors
     model's factory is plugin code: it is loaded here and handed to the loader as a callable."""
     models = {}
@@ -228,7 +228,7 @@ def load_suite_external(config: SuiteConfig, device: str = "cpu") -> dict[str, L
                    if "factory" in options else None)
         superres = any((c.model_kind == kind and METHODS.get(c.method).task == "superres")
                        or c.superres_model_kind == kind for c in config.cells)
-        models[kind] = load_external(kind, spec.source, options, load_dataset(config.dataset),
+        models[kind] = load_external(kind, spec.source, options, dataset,
                                      superres, where, device, factory)
     return models
 

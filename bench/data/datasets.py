@@ -213,12 +213,12 @@ def _user_name(path: Path) -> str:
     return f"user-{stem or 'data'}"
 
 
-@functools.lru_cache(maxsize=8)
 def as_dataset(dataset: "ImageDataset | str") -> ImageDataset:
     """A dataset already open, as it is; a spec (see load_dataset), opened."""
     return dataset if isinstance(dataset, ImageDataset) else load_dataset(dataset)
 
 
+@functools.lru_cache(maxsize=8)
 def load_dataset(spec: str) -> ImageDataset:
     """A registered dataset name, a folder of PNG/JPEG images, or an .npz file."""
     if spec in DATASETS:

@@ -16,9 +16,8 @@ import shutil
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from bench.merge import merge_shards
+from bench.run import progress
 from bench.run.parts import PARTS_DIR
 from bench.store import ResultStore, read_rows, shard_file
 from methods.errors import DiffbenchError
@@ -112,8 +111,8 @@ def wait(jobs: list, store: ResultStore, cells: int, options: ClusterOptions, ex
     (raised, or its process died; not one that ran and stored error rows) up to
     `options.retries` times."""
     tries = [0] * len(jobs)
-    with tqdm(total=cells * (job.split or 1), desc="cell parts" if job.split else "cells",
-              unit="part" if job.split else "cell") as bar:
+    with progress.bar(cells * (job.split or 1), "cell parts" if job.split else "cells",
+                      "part" if job.split else "cell") as bar:
         while True:
             for number, task in enumerate(jobs):
                 if not failed(task):

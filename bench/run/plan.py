@@ -60,7 +60,7 @@ def forward_seconds(denoiser, config: SuiteConfig, shape, num_classes: int, lowr
 def plan_suite(config: SuiteConfig) -> Plan:
     device = resolve_device(config.device)
     dataset = load_dataset(config.dataset)
-    recipes, external = suite_recipes(config), load_suite_external(config, str(device))
+    recipes, external = suite_recipes(config), load_suite_external(config, dataset, str(device))
     to_train = [f"{kind} ({recipe.name}, {recipe.budget.steps} steps)" for kind, recipe in recipes.items()
                 if not is_trained(recipe)]
     networks = {kind: (untrained_denoiser(bound_recipe(recipe)[0]), recipe.network.num_classes)

@@ -66,9 +66,10 @@ def model_identity(model: LoadedModel) -> dict:
             "checkpoint_sha256": model.checkpoint_sha256}
 
 
-def load_models(config: SuiteConfig, device: torch.device) -> tuple[dict[str, LoadedModel], dict]:
+def load_models(config: SuiteConfig, dataset: ImageDataset, device: torch.device
+                ) -> tuple[dict[str, LoadedModel], dict]:
     """Model kind -> model, and (kind, train step) -> snapshot for the train-curve cells."""
-    models, snapshots = load_suite_external(config, str(device)), {}
+    models, snapshots = load_suite_external(config, dataset, str(device)), {}
     for kind, recipe in suite_recipes(config).items():
         steps = tuple(sorted({c.train_step for c in config.cells if c.train_step and c.model_kind == kind}))
         if steps:   # first: the training that keeps the snapshots also leaves the final model
@@ -98,7 +99,7 @@ def prepare(config: SuiteConfig, results_root: Path, rows_file: str = ROWS_FILE)
         tasks = {task.key: task for task in (task_of(METHODS.get(c.method), c) for c in config.cells)}
         for key, task in sorted(tasks.items()):
             references[key], protocols[key] = task_protocol(config, dataset, extractor, task)
-        models, snapshots = load_models(config, device)
+        models, snapshots = load_models(config, dataset, device)
         guided = any(METHODS.get(c.method).classifier for c in config.cells)
         classifier = load_classifier(dataset, str(device)) if guided else None
     if is_main():
